@@ -1,0 +1,108 @@
+"""The one error hierarchy, named for what the caller should do about each failure."""
+
+from __future__ import annotations
+
+
+class NotifyError(Exception):
+    """Root of every error this package raises on purpose."""
+
+
+class InvalidEvent(NotifyError):
+    """Fix the event: it cannot be decoded or fails validation; record it as rejected, never retry.
+
+    ``field`` names the offending field as a dotted path (``data.to_address``) or is empty when the
+    whole message is at fault (undecodable bytes, wrong content type).
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        field: str = "",
+        notification_id: str | None = None,
+        event_type: str | None = None,
+    ) -> None:
+        self.field = field
+        self.reason = reason
+        # Filled in by the decoder when the envelope was readable, so the rejection can be recorded.
+        self.notification_id = notification_id
+        self.event_type = event_type
+        super().__init__(f"{field}: {reason}" if field else reason)
+
+
+class NotOurEvent(NotifyError):
+    """Ignore the message: a well-formed event of a type this worker does not handle."""
+
+    def __init__(self, type_name: str) -> None:
+        self.type_name = type_name
+        super().__init__(f"event type {type_name!r} is not handled by this worker")
+
+
+class TemplateError(NotifyError):
+    """Fix the template: it is missing, does not parse, or cannot render the data given."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        template: str = "<string>",
+        line: int | None = None,
+        column: int | None = None,
+    ) -> None:
+        self.template = template
+        self.line = line
+        self.column = column
+        self.detail = message
+        where = template
+        if line is not None:
+            where += f":{line}"
+            if column is not None:
+                where += f":{column}"
+        super().__init__(f"{where}: {message}")
+
+
+class TemplateSyntaxError(TemplateError):
+    """Fix the template: it does not parse; carries the template name, line and column."""
+
+
+class ConfigurationError(NotifyError):
+    """Fix the settings: a value in the environment is missing or malformed."""
+
+
+class DeliveryError(NotifyError):
+    """A provider did not accept a message; subclasses say whether to retry, give up or stop."""
+
+    def __init__(self, message: str, *, provider: str = "", code: str | None = None) -> None:
+        self.provider = provider
+        self.code = code
+        super().__init__(message)
+
+
+class RetryLater(DeliveryError):
+    """Retry later: a transient failure (timeout, dropped connection, 5xx, 429, quota).
+
+    ``retry_after`` is the provider's own hint in seconds (Retry-After), when it gave one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str = "",
+        code: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, provider=provider, code=code)
+
+
+class RateLimited(RetryLater):
+    """Retry later: our own shared rate limit says this send must wait ``retry_after`` seconds."""
+
+
+class GiveUp(DeliveryError):
+    """Give up: the provider refused this message for good (invalid recipient, bounce, opt-out)."""
+
+
+class ProviderMisconfigured(DeliveryError):
+    """Fix the configuration: bad API key or credentials; retrying would only burn the budget."""

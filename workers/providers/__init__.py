@@ -1,0 +1,1 @@
+"""Delivery providers: one module per provider, all behind the interfaces in ``base``."""
