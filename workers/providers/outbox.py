@@ -1,0 +1,76 @@
+"""The outbox provider: writes each message to a file instead of sending it (demo, staging, tests)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from email.message import EmailMessage as MimeMessage
+from email.utils import formataddr, formatdate, make_msgid
+from pathlib import Path
+
+from workers.messages import EmailMessage, Receipt, SmsMessage
+
+
+def build_mime(message: EmailMessage, *, domain: str = "notify.local") -> MimeMessage:
+    """The RFC 5322 message for ``message``: multipart/alternative when both text and HTML exist."""
+    mime = MimeMessage()
+    mime["From"] = formataddr((message.from_name, message.from_address)) if message.from_name else (
+        message.from_address
+    )
+    mime["To"] = message.to_address
+    mime["Subject"] = message.subject
+    if message.reply_to:
+        mime["Reply-To"] = message.reply_to
+    mime["Date"] = formatdate(usegmt=True)
+    # The notification id makes the Message-ID stable, so a duplicate copy is recognisable downstream.
+    mime["Message-ID"] = make_msgid(idstring=message.notification_id, domain=domain)
+    mime["X-Notification-Id"] = message.notification_id
+    for name, value in message.headers.items():
+        mime[name] = value
+    text = message.text if message.text is not None else ""
+    mime.set_content(text, subtype="plain", charset="utf-8")
+    if message.html:
+        mime.add_alternative(message.html, subtype="html", charset="utf-8")
+    return mime
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    # Write then rename, so a reader (or a crash) never sees half a message.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class OutboxProvider:
+    """Email as ``<dir>/email/<id>.eml`` and SMS as ``<dir>/sms/<id>.json``."""
+
+    name = "outbox"
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+
+    def send_email(self, message: EmailMessage) -> Receipt:
+        path = self.directory / "email" / f"{message.notification_id}.eml"
+        _write_atomically(path, build_mime(message).as_bytes())
+        return Receipt(provider=self.name, provider_message_id=str(path))
+
+    def send_sms(self, message: SmsMessage) -> Receipt:
+        path = self.directory / "sms" / f"{message.notification_id}.json"
+        record = {
+            "id": message.notification_id,
+            "from": message.from_number,
+            "to": message.to_number,
+            "body": message.body,
+        }
+        _write_atomically(path, json.dumps(record, ensure_ascii=False, indent=2).encode())
+        return Receipt(provider=self.name, provider_message_id=str(path))
+
+    def close(self) -> None:
+        """Nothing to release: every send opens and closes its own file."""
