@@ -61,7 +61,8 @@ class EmailMessage:
     html: str | None = None
     from_name: str | None = None
     reply_to: str | None = None
-    headers: Mapping[str, str] = _EMPTY  # extra headers, e.g. List-Unsubscribe
+    # A factory, not a default: Python 3.11 refuses an unhashable mappingproxy as a dataclass default.
+    headers: Mapping[str, str] = field(default_factory=lambda: _EMPTY)  # extra headers, e.g. List-Unsubscribe
     tags: tuple[str, ...] = ()
     # Set when the provider should render its own stored copy of the template instead.
     template: StoredTemplate | None = None
