@@ -5,34 +5,10 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from email.message import EmailMessage as MimeMessage
-from email.utils import formataddr, formatdate, make_msgid
 from pathlib import Path
 
 from workers.messages import EmailMessage, Receipt, SmsMessage
-
-
-def build_mime(message: EmailMessage, *, domain: str = "notify.local") -> MimeMessage:
-    """The RFC 5322 message for ``message``: multipart/alternative when both text and HTML exist."""
-    mime = MimeMessage()
-    mime["From"] = formataddr((message.from_name, message.from_address)) if message.from_name else (
-        message.from_address
-    )
-    mime["To"] = message.to_address
-    mime["Subject"] = message.subject
-    if message.reply_to:
-        mime["Reply-To"] = message.reply_to
-    mime["Date"] = formatdate(usegmt=True)
-    # The notification id makes the Message-ID stable, so a duplicate copy is recognisable downstream.
-    mime["Message-ID"] = make_msgid(idstring=message.notification_id, domain=domain)
-    mime["X-Notification-Id"] = message.notification_id
-    for name, value in message.headers.items():
-        mime[name] = value
-    text = message.text if message.text is not None else ""
-    mime.set_content(text, subtype="plain", charset="utf-8")
-    if message.html:
-        mime.add_alternative(message.html, subtype="html", charset="utf-8")
-    return mime
+from workers.providers.mime import build_mime
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 from workers.providers.base import EmailProvider, SmsProvider
+from workers.providers.fallback import FallbackEmailProvider, FallbackSmsProvider
+from workers.providers.mandrill import MandrillProvider
 from workers.providers.outbox import OutboxProvider
+from workers.providers.smtp import SmtpProvider
+from workers.providers.twilio import TwilioProvider
 from workers.settings import Settings
 
 
 def build_email_provider(settings: Settings) -> EmailProvider:
-    """The email provider (or fallback chain) that ``NOTIFY_EMAIL_PROVIDER`` names."""
+    """The email provider (or fallback chain) that ``NOTIFY_EMAIL_PROVIDER`` names.
+
+    Raises ConfigurationError when a named provider lacks its settings (e.g. no MANDRILL_API_KEY).
+    """
     chain = [_email(name, settings) for name in settings.email_provider]
     if len(chain) == 1:
         return chain[0]
-    raise NotImplementedError("fallback chains arrive with the providers issue")
+    return FallbackEmailProvider(chain)
 
 
 def build_sms_provider(settings: Settings) -> SmsProvider:
@@ -20,16 +27,39 @@ def build_sms_provider(settings: Settings) -> SmsProvider:
     chain = [_sms(name, settings) for name in settings.sms_provider]
     if len(chain) == 1:
         return chain[0]
-    raise NotImplementedError("fallback chains arrive with the providers issue")
+    return FallbackSmsProvider(chain)
 
 
 def _email(name: str, settings: Settings) -> EmailProvider:
     if name == "outbox":
         return OutboxProvider(settings.outbox_dir)
-    raise NotImplementedError(f"email provider {name!r} arrives with the providers issue")
+    if name == "mandrill":
+        return MandrillProvider(
+            settings.mandrill_api_key,
+            base_url=settings.mandrill_base_url,
+            timeout=settings.mandrill_timeout,
+        )
+    if name == "smtp":
+        return SmtpProvider(
+            settings.smtp_host,
+            settings.smtp_port,
+            username=settings.smtp_username,
+            password=settings.smtp_password,
+            starttls=settings.smtp_starttls,
+            implicit_tls=settings.smtp_ssl,
+            timeout=settings.smtp_timeout,
+        )
+    raise ValueError(f"unknown email provider {name!r}")  # settings validation makes this unreachable
 
 
 def _sms(name: str, settings: Settings) -> SmsProvider:
     if name == "outbox":
         return OutboxProvider(settings.outbox_dir)
-    raise NotImplementedError(f"SMS provider {name!r} arrives with the providers issue")
+    if name == "twilio":
+        return TwilioProvider(
+            settings.twilio_account_sid,
+            settings.twilio_auth_token,
+            base_url=settings.twilio_base_url,
+            timeout=settings.twilio_timeout,
+        )
+    raise ValueError(f"unknown SMS provider {name!r}")  # settings validation makes this unreachable

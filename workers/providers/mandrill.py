@@ -1,0 +1,247 @@
+"""Mandrill (Mailchimp Transactional): the JSON API over one kept-alive httpx client per provider.
+
+Request building (``build_send_request``) and response parsing (``parse_send_response``) are pure
+functions; ``MandrillProvider`` only moves bytes and maps transport failures onto our errors.
+
+Classification, with sources (see also the providers report):
+
+* Error replies ``{"status": "error", "name": ...}`` arrive with HTTP 500 for every name, so the
+  name decides, never the status (https://mandrillapp.com/api/docs/messages.html, "Errors").
+* Per-recipient ``status`` in a 200 reply: ``sent``/``queued``/``scheduled`` mean Mandrill holds the
+  message. ``queued`` includes the hourly-quota backlog, which Mandrill drains by itself
+  (https://mailchimp.com/developer/transactional/docs/outbound-email/, "The backlog"); sending again
+  would deliver twice, so ``queued`` is an acceptance and ``queued_reason`` is kept in the receipt.
+* ``rejected`` with ``reject_reason``: the address is on the account's rejection denylist. A soft
+  bounce puts it there only for a while and "quota errors and other temporary problems are treated
+  as soft bounces" (https://mandrill.zendesk.com/hc/en-us/articles/205582937-About-Bounces), so
+  ``soft-bounce`` retries; the other reasons are permanent for this message, except ``unsigned``
+  and ``test-mode-limit``, which are account set-up problems.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+import httpx
+
+from workers.errors import ConfigurationError, DeliveryError, GiveUp, ProviderMisconfigured, RetryLater
+from workers.messages import EmailMessage, Receipt
+from workers.providers.mime import extra_headers
+from workers.providers.redact import redact
+
+NAME = "mandrill"
+SEND_PATH = "messages/send"
+SEND_TEMPLATE_PATH = "messages/send-template"
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """What to do about one Mandrill answer: ``retry``, ``give_up`` or ``misconfigured``."""
+
+    action: str
+    why: str
+
+
+RETRY, GIVE_UP, MISCONFIGURED = "retry", "give_up", "misconfigured"
+
+# Error ``name`` values of messages/send and messages/send-template
+# (https://mandrillapp.com/api/docs/messages.html; descriptions from the official client's
+# exception list, e.g. https://lesjoursfr.github.io/mandrill-api-php/namespaces/mandrill-exceptions.html).
+ERROR_NAMES: Mapping[str, Rule] = {
+    "Invalid_Key": Rule(MISCONFIGURED, "the API key is not a valid Mandrill API key"),
+    "PaymentRequired": Rule(MISCONFIGURED, "the requested feature requires payment"),
+    "Unknown_Subaccount": Rule(MISCONFIGURED, "the subaccount does not exist"),
+    "PoorReputation": Rule(MISCONFIGURED, "the account's reputation is too low to continue"),
+    "ValidationError": Rule(GIVE_UP, "the request was refused as invalid"),
+    "Unknown_Template": Rule(GIVE_UP, "the stored template does not exist"),
+    "Invalid_Template": Rule(GIVE_UP, "the stored template name is invalid"),
+    "Unknown_Sender": Rule(GIVE_UP, "the sender does not exist"),
+    "GeneralError": Rule(RETRY, "an unexpected error occurred at Mandrill"),
+    "ServiceUnavailable": Rule(RETRY, "the subsystem is down for maintenance"),
+}
+
+# ``reject_reason`` of a ``rejected`` recipient (https://mandrillapp.com/api/docs/messages.html,
+# "reject_reason"; meanings from the Mandrill knowledge base on bounces and rejections).
+REJECT_REASONS: Mapping[str, Rule] = {
+    "hard-bounce": Rule(GIVE_UP, "the address hard-bounced before"),
+    "soft-bounce": Rule(RETRY, "the address soft-bounced recently; the rejection expires"),
+    "spam": Rule(GIVE_UP, "the recipient marked earlier mail as spam"),
+    "unsub": Rule(GIVE_UP, "the recipient unsubscribed"),
+    "custom": Rule(GIVE_UP, "the address is on the account's own denylist"),
+    "invalid-sender": Rule(GIVE_UP, "the sender address is invalid"),
+    "invalid": Rule(GIVE_UP, "the recipient address is invalid"),
+    "rule": Rule(GIVE_UP, "a rejection rule of the account matched"),
+    "unsigned": Rule(MISCONFIGURED, "the sending domain is not verified (SPF/DKIM)"),
+    "test-mode-limit": Rule(MISCONFIGURED, "a test-mode key reached its limit"),
+}
+
+ACCEPTED_STATUSES = frozenset({"sent", "queued", "scheduled"})
+
+
+def _raise(rule: Rule, detail: str, *, code: str, retry_after: float | None = None) -> NoReturn:
+    message = f"mandrill: {rule.why}" + (f" ({detail})" if detail else "")
+    if rule.action == RETRY:
+        raise RetryLater(message, provider=NAME, code=code, retry_after=retry_after)
+    if rule.action == MISCONFIGURED:
+        raise ProviderMisconfigured(message, provider=NAME, code=code)
+    raise GiveUp(message, provider=NAME, code=code)
+
+
+def _merge_vars(values: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [{"name": name, "content": content} for name, content in values.items()]
+
+
+def build_send_request(message: EmailMessage, api_key: str) -> tuple[str, dict[str, Any]]:
+    """The API path (relative to the base URL) and JSON body that send ``message``."""
+    headers = extra_headers(message)
+    if message.reply_to:
+        headers["Reply-To"] = message.reply_to
+    body: dict[str, Any] = {
+        "from_email": message.from_address,
+        "to": [{"email": message.to_address, "type": "to"}],
+        "headers": headers,
+        "metadata": {"notification_id": message.notification_id},
+    }
+    if message.subject:
+        body["subject"] = message.subject
+    if message.from_name:
+        body["from_name"] = message.from_name
+    if message.tags:
+        body["tags"] = list(message.tags)
+    if message.text is not None:
+        body["text"] = message.text
+    if message.html is not None:
+        body["html"] = message.html
+    if message.template is None:
+        return SEND_PATH, {"key": api_key, "message": body, "async": False}
+    body["merge"] = True
+    body["merge_language"] = message.template.merge_language
+    body["global_merge_vars"] = _merge_vars(message.template.global_merge_vars)
+    return SEND_TEMPLATE_PATH, {
+        "key": api_key,
+        "template_name": message.template.name,
+        "template_content": [],
+        "message": body,
+        "async": False,
+    }
+
+
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """The Retry-After hint in seconds, when given as a number of seconds (the form APIs use)."""
+    for name, value in headers.items():
+        if name.lower() == "retry-after":
+            try:
+                seconds = float(value.strip())
+            except ValueError:
+                return None
+            return max(seconds, 0.0)
+    return None
+
+
+def parse_send_response(status_code: int, headers: Mapping[str, str], body: bytes | str) -> Receipt:
+    """The receipt for a messages/send(-template) reply, or our error for a refusal."""
+    retry_after = retry_after_seconds(headers)
+    try:
+        payload: Any = json.loads(body) if body else None
+    except ValueError:
+        payload = None
+
+    if isinstance(payload, dict) and payload.get("status") == "error":
+        name = str(payload.get("name") or "")
+        detail = redact(str(payload.get("message") or ""))
+        rule = ERROR_NAMES.get(name)
+        if rule is None:
+            # An error name we have not classified: retry, and let the retry budget bound it.
+            rule = Rule(RETRY, f"unclassified error {name or 'without a name'}")
+        _raise(rule, detail, code=name or f"http-{status_code}", retry_after=retry_after)
+
+    if status_code == 429:
+        _raise(Rule(RETRY, "rate limited (HTTP 429)"), "", code="http-429", retry_after=retry_after)
+    if status_code >= 500:
+        _raise(Rule(RETRY, f"server error (HTTP {status_code})"), "", code=f"http-{status_code}",
+               retry_after=retry_after)
+    if status_code in (401, 403, 404, 405):
+        # Not an API error body: the base URL or the credentials point somewhere wrong.
+        _raise(Rule(MISCONFIGURED, f"HTTP {status_code} from the API root; check MANDRILL_BASE_URL"), "",
+               code=f"http-{status_code}")
+    if status_code != 200:
+        _raise(Rule(GIVE_UP, f"unexpected HTTP {status_code}"), "", code=f"http-{status_code}")
+
+    if not isinstance(payload, list) or not payload or not isinstance(payload[0], dict):
+        _raise(Rule(RETRY, "reply is not a list of recipient results"), "", code="bad-reply")
+    result: dict[str, Any] = payload[0]
+    status = str(result.get("status") or "")
+    message_id = result.get("_id")
+    if status in ACCEPTED_STATUSES:
+        facts: dict[str, Any] = {"status": status}
+        if result.get("queued_reason"):
+            facts["queued_reason"] = str(result["queued_reason"])
+        return Receipt(provider=NAME, provider_message_id=str(message_id) if message_id else None,
+                       detail=facts)
+    if status in ("rejected", "invalid"):
+        reason = str(result.get("reject_reason") or ("invalid" if status == "invalid" else ""))
+        rule = REJECT_REASONS.get(reason, Rule(GIVE_UP, f"recipient {status}"))
+        _raise(rule, f"reject_reason={reason or 'none'}", code=reason or status)
+    _raise(Rule(RETRY, f"unknown recipient status {status!r}"), "", code=status or "bad-reply")
+
+
+class MandrillProvider:
+    """Sends email through the Mandrill JSON API; one instance per process keeps its connections alive."""
+
+    name = NAME
+
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        base_url: str = "https://mandrillapp.com/api/1.0",
+        timeout: float = 10.0,
+        client: httpx.Client | None = None,
+    ) -> None:
+        if not api_key:
+            raise ConfigurationError("MANDRILL_API_KEY is empty but mandrill is a configured email provider")
+        self._api_key = api_key
+        self._base_url = base_url.rstrip("/") + "/"
+        self._client = client or httpx.Client(
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+            limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
+            headers={"User-Agent": "notify-workers/0.1"},
+        )
+
+    def __repr__(self) -> str:
+        # Never show the key, even in a traceback's locals.
+        return f"MandrillProvider(base_url={self._base_url!r})"
+
+    def send_email(self, message: EmailMessage) -> Receipt:
+        path, body = build_send_request(message, self._api_key)
+        url = self._base_url + path
+        try:
+            response = self._client.post(url, json=body)
+            content = response.content
+        except httpx.TimeoutException as exc:
+            raise RetryLater(f"mandrill: timed out ({type(exc).__name__})", provider=NAME,
+                             code="timeout") from None
+        except httpx.TransportError as exc:
+            # Connection refused, reset, or dropped before a reply: the request may not have arrived.
+            raise RetryLater(f"mandrill: connection failed ({type(exc).__name__})", provider=NAME,
+                             code="connection") from None
+        except httpx.HTTPError as exc:
+            raise RetryLater(f"mandrill: HTTP failure ({type(exc).__name__})", provider=NAME,
+                             code="http") from None
+        try:
+            receipt = parse_send_response(response.status_code, response.headers, content)
+        except DeliveryError as exc:
+            log.warning("mandrill refused notification %s: %s", message.notification_id, exc)
+            raise
+        log.info("mandrill accepted notification %s as %s", message.notification_id,
+                 receipt.provider_message_id)
+        return receipt
+
+    def close(self) -> None:
+        self._client.close()

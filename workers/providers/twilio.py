@@ -1,0 +1,284 @@
+"""Twilio SMS through the official SDK, with an httpx transport that can point at TWILIO_BASE_URL.
+
+Pure parts: ``segments`` (GSM-7 or UCS-2 segment count), ``build_create_params`` (the Messages
+create arguments) and ``classify`` (the one error table). ``TwilioProvider`` does the I/O and maps
+every SDK and transport exception onto our errors at this boundary.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, NoReturn
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
+from twilio.http import HttpClient
+from twilio.http.response import Response
+from twilio.rest import Client
+
+from workers.errors import ConfigurationError, GiveUp, ProviderMisconfigured, RetryLater
+from workers.messages import Receipt, SmsMessage
+from workers.providers.redact import redact
+
+NAME = "twilio"
+MAX_BODY = 1600  # https://www.twilio.com/docs/api/errors/21617
+
+log = logging.getLogger(__name__)
+
+# --- segments ------------------------------------------------------------------------------------
+
+# 3GPP TS 23.038 default alphabet (the escape code 0x1B itself is not a sendable character).
+GSM7_BASIC = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+# The extension table: each of these costs two septets (escape + character).
+GSM7_EXTENSION = frozenset("\f^{}\\[~]|€")
+
+
+@dataclass(frozen=True, slots=True)
+class Segments:
+    count: int
+    encoding: str  # "GSM-7" or "UCS-2"
+
+
+def _pack(units: list[int], single: int, multi: int) -> int:
+    """Segments needed for ``units`` (cost of each character) without splitting a character."""
+    if sum(units) <= single:
+        return 1
+    count, used = 1, 0
+    for cost in units:
+        if used + cost > multi:
+            count, used = count + 1, 0
+        used += cost
+    return count
+
+
+def segments(body: str) -> Segments:
+    """How many SMS segments ``body`` takes: GSM-7 160/153 septets, else UCS-2 70/67 code units."""
+    if all(ch in GSM7_BASIC or ch in GSM7_EXTENSION for ch in body):
+        costs = [2 if ch in GSM7_EXTENSION else 1 for ch in body]
+        return Segments(_pack(costs, 160, 153), "GSM-7")
+    # UCS-2 on the wire is UTF-16: characters outside the BMP take a surrogate pair (2 units).
+    costs = [2 if ord(ch) > 0xFFFF else 1 for ch in body]
+    return Segments(_pack(costs, 70, 67), "UCS-2")
+
+
+def utf16_length(body: str) -> int:
+    """Length in UTF-16 code units: Twilio counts an emoji as more than one character toward 1,600."""
+    return len(body.encode("utf-16-le")) // 2
+
+
+# --- request -------------------------------------------------------------------------------------
+
+
+def build_create_params(message: SmsMessage) -> dict[str, str]:
+    """Keyword arguments for ``client.messages.create``: ``from_`` or ``messaging_service_sid``."""
+    params = {"to": message.to_number, "body": message.body}
+    if message.from_number.startswith("MG"):
+        params["messaging_service_sid"] = message.from_number
+    else:
+        params["from_"] = message.from_number
+    return params
+
+
+# --- errors --------------------------------------------------------------------------------------
+
+RETRY, GIVE_UP, MISCONFIGURED = "retry", "give_up", "misconfigured"
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    action: str
+    why: str
+
+
+# The one table of Twilio error codes; sources are https://www.twilio.com/docs/api/errors/<code>.
+ERROR_CODES: Mapping[int, Rule] = {
+    20003: Rule(MISCONFIGURED, "authentication failed: check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN"),
+    20404: Rule(MISCONFIGURED, "resource not found: check TWILIO_ACCOUNT_SID and TWILIO_BASE_URL"),
+    20429: Rule(RETRY, "too many requests"),
+    21211: Rule(GIVE_UP, "the 'To' number is not a valid phone number"),
+    21408: Rule(GIVE_UP, "sending to the destination region is not enabled (geo permissions)"),
+    21602: Rule(GIVE_UP, "the message body is required"),
+    21604: Rule(GIVE_UP, "the 'To' number is required"),
+    21606: Rule(GIVE_UP, "the 'From' number is not a message-capable number of this account"),
+    21610: Rule(GIVE_UP, "the recipient has opted out (STOP)"),
+    21612: Rule(GIVE_UP, "the 'To'/'From' combination cannot be routed"),
+    21614: Rule(GIVE_UP, "the 'To' number is not a valid mobile number"),
+    21617: Rule(GIVE_UP, "the body exceeds 1,600 characters"),
+}
+
+
+def classify(status: int, code: int | None) -> Rule:
+    """What to do about a Twilio error reply with HTTP ``status`` and Twilio ``code``."""
+    if code is not None and code in ERROR_CODES:
+        return ERROR_CODES[code]
+    if status in (401, 403):
+        return Rule(MISCONFIGURED, f"HTTP {status}: credentials refused")
+    if status == 429:
+        return Rule(RETRY, "rate limited (HTTP 429)")
+    if status >= 500:
+        return Rule(RETRY, f"server error (HTTP {status})")
+    # Unknown codes retry; the retry budget (attempts and age) bounds how often.
+    return Rule(RETRY, f"unclassified Twilio error {code} (HTTP {status})")
+
+
+def _raise(rule: Rule, *, code: str, detail: str = "", retry_after: float | None = None) -> NoReturn:
+    message = f"twilio: {rule.why}" + (f" ({detail})" if detail else "")
+    if rule.action == RETRY:
+        raise RetryLater(message, provider=NAME, code=code, retry_after=retry_after)
+    if rule.action == MISCONFIGURED:
+        raise ProviderMisconfigured(message, provider=NAME, code=code)
+    raise GiveUp(message, provider=NAME, code=code)
+
+
+# --- transport -----------------------------------------------------------------------------------
+
+
+class _Transport(TwilioException):  # type: ignore[misc]  # the SDK ships no type hints
+    """A transport failure carried through the SDK to the provider, which maps it."""
+
+    def __init__(self, kind: str, name: str) -> None:
+        self.kind = kind
+        self.name = name
+        super().__init__(f"{kind}: {name}")
+
+
+class RedirectingHttpClient(HttpClient):  # type: ignore[misc]  # the SDK ships no type hints
+    """The SDK's HTTP client over one kept-alive httpx.Client, sending to ``base_url`` instead of Twilio.
+
+    Keeps the headers of the last response per thread, so the provider can read Retry-After
+    (the SDK's exception does not carry headers). Logs only method and path, never bodies.
+    """
+
+    def __init__(self, base_url: str = "https://api.twilio.com", *, timeout: float = 10.0) -> None:
+        super().__init__(log, is_async=False, timeout=timeout)
+        target = urlsplit(base_url.rstrip("/"))
+        self._scheme, self._netloc, self._prefix = target.scheme, target.netloc, target.path
+        self._client = httpx.Client(
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+            limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
+        )
+        self._local = threading.local()
+
+    def rewrite(self, url: str) -> str:
+        """``url`` on the configured base: scheme and host replaced, base path prefixed."""
+        parts = urlsplit(url)
+        return urlunsplit((self._scheme, self._netloc, self._prefix + parts.path, parts.query, ""))
+
+    @property
+    def last_headers(self) -> Mapping[str, str]:
+        headers: Mapping[str, str] = getattr(self._local, "headers", {})
+        return headers
+
+    def request(
+        self,
+        method: str,
+        uri: str,
+        params: dict[str, object] | None = None,
+        data: dict[str, object] | None = None,
+        headers: dict[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+        timeout: float | None = None,
+        allow_redirects: bool = False,
+    ) -> Response:
+        self._local.headers = {}
+        url = self.rewrite(uri)
+        log.debug("twilio %s %s", method.upper(), urlsplit(url).path)
+        try:
+            response = self._client.request(
+                method.upper(),
+                url,
+                params=params,  # type: ignore[arg-type]
+                data=data,  # type: ignore[arg-type]
+                headers=headers,
+                auth=auth,
+                timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+                follow_redirects=allow_redirects,
+            )
+        except httpx.TimeoutException as exc:
+            raise _Transport("timeout", type(exc).__name__) from None
+        except httpx.HTTPError as exc:
+            raise _Transport("connection", type(exc).__name__) from None
+        self._local.headers = dict(response.headers)
+        return Response(response.status_code, response.text, response.headers)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    for name, value in headers.items():
+        if name.lower() == "retry-after":
+            try:
+                return max(float(value.strip()), 0.0)
+            except ValueError:
+                return None
+    return None
+
+
+class TwilioProvider:
+    """Sends SMS with ``twilio.rest.Client`` over a ``RedirectingHttpClient``; one per process."""
+
+    name = NAME
+
+    def __init__(
+        self,
+        account_sid: str,
+        auth_token: str,
+        *,
+        base_url: str = "https://api.twilio.com",
+        timeout: float = 10.0,
+    ) -> None:
+        if not account_sid or not auth_token:
+            raise ConfigurationError(
+                "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN must be set when twilio is the SMS provider"
+            )
+        self._http = RedirectingHttpClient(base_url, timeout=timeout)
+        self._client = Client(account_sid, auth_token, http_client=self._http)
+
+    def __repr__(self) -> str:
+        return "TwilioProvider()"
+
+    def send_sms(self, message: SmsMessage) -> Receipt:
+        length = utf16_length(message.body)
+        if length > MAX_BODY:
+            _raise(ERROR_CODES[21617], code="21617", detail=f"{length} UTF-16 units, refused before sending")
+        counted = segments(message.body)
+        try:
+            created: Any = self._client.messages.create(**build_create_params(message))
+        except _Transport as exc:
+            raise RetryLater(f"twilio: {exc.kind} ({exc.name})", provider=NAME, code=exc.kind) from None
+        except TwilioRestException as exc:
+            status = int(exc.status)
+            # Without a JSON body the SDK puts the HTTP status in ``code``: that is no Twilio code.
+            code = exc.code if isinstance(exc.code, int) and exc.code != status else None
+            rule = classify(status, code)
+            log.warning("twilio refused notification %s: code %s, HTTP %s", message.notification_id,
+                        code, status)
+            _raise(rule, code=str(code if code is not None else f"http-{status}"),
+                   detail=redact(str(exc.msg)), retry_after=_retry_after(self._http.last_headers))
+        except TwilioServiceException as exc:
+            status = int(exc.status)
+            rule = classify(status, int(exc.code))
+            _raise(rule, code=str(exc.code), detail=redact(str(exc.title)),
+                   retry_after=_retry_after(self._http.last_headers))
+        except (TwilioException, ValueError, KeyError) as exc:
+            # A reply the SDK could not parse: treat as transient, the budget bounds it.
+            raise RetryLater(f"twilio: unreadable reply ({type(exc).__name__})", provider=NAME,
+                             code="bad-reply") from None
+        sid = getattr(created, "sid", None)
+        log.info("twilio accepted notification %s as %s", message.notification_id, sid)
+        return Receipt(
+            provider=NAME,
+            provider_message_id=str(sid) if sid else None,
+            detail={"segments": counted.count, "encoding": counted.encoding},
+        )
+
+    def close(self) -> None:
+        self._http.close()
