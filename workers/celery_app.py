@@ -1,0 +1,98 @@
+"""The Celery app: broker, queues and routes declared once, with the reliability settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from celery import Celery
+from kombu import Exchange, Queue
+
+from workers.settings import Settings, get_settings
+
+TASK_QUEUE = "notify"
+
+
+def embedded_transport_options(state_dir: Path) -> dict[str, Any]:
+    """Folders of the embedded filesystem broker; one shared folder makes it a real queue."""
+    root = state_dir.resolve() / "broker"
+    queue_dir = root / "queue"
+    control = root / "control"
+    processed = root / "processed"
+    for folder in (queue_dir, control, processed):
+        folder.mkdir(parents=True, exist_ok=True)
+    return {
+        "data_folder_in": str(queue_dir),
+        "data_folder_out": str(queue_dir),
+        "control_folder": str(control),
+        "processed_folder": str(processed),
+        "store_processed": False,
+        "polling_interval": 0.1,
+    }
+
+
+def broker_settings(settings: Settings) -> dict[str, Any]:
+    if settings.embedded_broker:
+        return {
+            "broker_url": "filesystem://",
+            "broker_transport_options": embedded_transport_options(settings.state_dir),
+        }
+    options: dict[str, Any] = {"broker_url": settings.broker_url}
+    if settings.broker_url.startswith(("redis://", "rediss://")):
+        # Late acks on Redis come back only after the visibility timeout; keep it above the
+        # longest countdown we ever schedule (long waits go through the ledger instead).
+        options["broker_transport_options"] = {"visibility_timeout": 3600}
+    return options
+
+
+def create_app(settings: Settings) -> Celery:
+    app = Celery("notify", set_as_current=True, include=["workers.tasks"])
+    app.conf.update(
+        **broker_settings(settings),
+        # JSON only: a pickle payload on the broker would be remote code execution.
+        task_serializer="json",
+        result_serializer="json",
+        event_serializer="json",
+        accept_content=["json"],
+        result_accept_content=["json"],
+        # At-least-once from the broker; the ledger's compare-and-set claim makes it once in effect.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_acks_on_failure_or_timeout=True,
+        worker_prefetch_multiplier=1,
+        # Flower needs these; our task arguments are ids, never personal data.
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        task_ignore_result=True,
+        task_store_errors_even_if_ignored=False,
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,
+        task_queues=[Queue(TASK_QUEUE, Exchange(TASK_QUEUE, type="direct"), routing_key=TASK_QUEUE)],
+        task_default_queue=TASK_QUEUE,
+        task_default_exchange=TASK_QUEUE,
+        task_default_routing_key=TASK_QUEUE,
+        task_routes={"notifications.*": {"queue": TASK_QUEUE}},
+        beat_schedule=(
+            {
+                "notifications.sweep": {
+                    "task": "notifications.sweep",
+                    "schedule": settings.sweep_interval,
+                    "options": {"expires": settings.sweep_interval},
+                }
+            }
+            if settings.sweep_enabled
+            else {}
+        ),
+        beat_schedule_filename=str(settings.state_dir / "celerybeat-schedule"),
+        timezone="UTC",
+    )
+    app.conf.notify_settings = settings
+    if settings.consume_events:
+        from workers.ingest import EventConsumerStep
+
+        app.steps["consumer"].add(EventConsumerStep)
+    return app
+
+
+app = create_app(get_settings())

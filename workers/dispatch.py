@@ -1,0 +1,216 @@
+"""The use case: accept an event, then claim, render, send and record one notification; no Celery here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from enum import StrEnum
+from datetime import timedelta
+
+import structlog
+
+from workers.compose import Composer
+from workers.errors import (
+    GiveUp,
+    InvalidEvent,
+    NotifyError,
+    NotOurEvent,
+    ProviderMisconfigured,
+    RateLimited,
+    RetryLater,
+    TemplateError,
+)
+from workers.events import ParsedEvent, parse_event
+from workers.ledger import AcceptResult, Claim, Ledger
+from workers.messages import Channel, Receipt, Status
+from workers.providers.base import EmailProvider, SmsProvider
+from workers.retry import RetryPolicy
+
+log = structlog.get_logger("workers.dispatch")
+
+Enqueue = Callable[[str, str], None]  # (notification_id, non-personal label for Flower)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one deliver call did; ``retry_in`` is set when the next attempt should be scheduled."""
+
+    notification_id: str
+    status: Status | None  # None: another worker holds the row, or it is already done
+    provider: str | None = None
+    retry_in: float | None = None
+
+
+class Intake(StrEnum):
+    """What became of one message from the event bus."""
+
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    REJECTED = "rejected"
+    IGNORED = "ignored"  # another service's event type, reaching us through a broad binding
+
+
+def label(notification_id: str, channel: str | None, detail: str | None) -> str:
+    """The task description Flower shows: ids and kinds, never addresses."""
+    return " ".join(part for part in ("notification", notification_id, channel, detail) if part)
+
+
+class Dispatcher:
+    """Owns the flow of one notification; collaborators come in through the constructor."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        *,
+        composer: Composer,
+        email: EmailProvider,
+        sms: SmsProvider,
+        policy: RetryPolicy,
+        enqueue: Enqueue,
+    ) -> None:
+        self.ledger = ledger
+        self.composer = composer
+        self.email = email
+        self.sms = sms
+        self.policy = policy
+        self.enqueue = enqueue
+
+    # -- intake -----------------------------------------------------------------------------
+
+    def accept(self, event: ParsedEvent) -> AcceptResult:
+        """Record the event, then hand its id to a deliver task; a duplicate is a no-op."""
+        result = self.ledger.accept(event)
+        bound = log.bind(notification_id=event.notification_id, event_type=event.event_type)
+        if result.status is Status.ACCEPTED:
+            # Also for a duplicate still in `accepted`: the first accept may have died before
+            # enqueueing, and a second deliver task is harmless (the claim lets one through).
+            self.enqueue(event.notification_id, label(event.notification_id, event.channel, event.template))
+            self.ledger.mark_queued(event.notification_id)
+            bound.info("event.accepted", duplicate=not result.created)
+        else:
+            bound.info("event.duplicate", status=result.status.value)
+        return result
+
+    def receive(
+        self,
+        body: bytes,
+        content_type: str | None,
+        routing_key: str | None,
+        *,
+        templates: Collection[str],
+    ) -> Intake:
+        """One raw message from the bus: decode, validate, then accept or record the rejection."""
+        try:
+            event = parse_event(body, content_type, routing_key=routing_key, templates=templates)
+        except NotOurEvent as exc:
+            log.info("event.ignored", event_type=exc.type_name, routing_key=routing_key)
+            return Intake.IGNORED
+        except InvalidEvent as exc:
+            self.reject(exc, raw=body)
+            return Intake.REJECTED
+        result = self.accept(event)
+        return Intake.ACCEPTED if result.created else Intake.DUPLICATE
+
+    def reject(self, error: InvalidEvent, *, raw: bytes | None = None) -> AcceptResult:
+        notification_id = error.notification_id or "unknown"
+        result = self.ledger.reject(
+            notification_id, reason=str(error), event_type=error.event_type, raw=raw
+        )
+        log.warning(
+            "event.rejected",
+            notification_id=notification_id,
+            event_type=error.event_type,
+            field=error.field,
+            reason=error.reason,
+            duplicate=not result.created,
+        )
+        return result
+
+    # -- delivery ---------------------------------------------------------------------------
+
+    def deliver(self, notification_id: str) -> Outcome:
+        claim = self.ledger.claim(notification_id)
+        if claim is None:
+            log.info("deliver.skipped", notification_id=notification_id, reason="not claimable")
+            return Outcome(notification_id, None)
+        bound = log.bind(
+            notification_id=notification_id,
+            event_id=claim.meta.get("core", {}).get("event_id") or None,
+            channel=claim.channel.value,
+            attempt=claim.attempt,
+        )
+        try:
+            receipt = self._send(claim)
+        except RetryLater as exc:
+            return self._retry(claim, exc, bound)
+        except ProviderMisconfigured as exc:
+            # Loud, and slow to retry: a bad key fails every message until someone fixes it.
+            bound.error("deliver.misconfigured", provider=exc.provider, error=str(exc))
+            return self._retry(claim, exc, bound, floor=self.policy.cap)
+        except (GiveUp, TemplateError, InvalidEvent) as exc:
+            provider = getattr(exc, "provider", None) or None
+            self.ledger.record_failed(claim, exc, provider=provider)
+            bound.warning("deliver.failed", provider=provider, error_class=type(exc).__name__, error=str(exc))
+            return Outcome(notification_id, Status.FAILED, provider)
+        except NotifyError as exc:  # pragma: no cover - every NotifyError is handled above
+            return self._retry(claim, exc, bound)
+        except Exception as exc:
+            # A bug of ours, not a provider's answer: retry within the budget, and say so.
+            bound.exception("deliver.crashed", error_class=type(exc).__name__)
+            return self._retry(claim, exc, bound)
+        self.ledger.record_sent(claim, receipt)
+        bound.info("deliver.sent", provider=receipt.provider, provider_message_id=receipt.provider_message_id)
+        return Outcome(notification_id, Status.SENT, receipt.provider)
+
+    def _send(self, claim: Claim) -> Receipt:
+        if claim.channel is Channel.SMS:
+            return self.sms.send_sms(self.composer.sms(claim.notification_id, claim.payload))
+        message = self.composer.email(claim.notification_id, claim.event_type, claim.payload)
+        return self.email.send_email(message)
+
+    def _retry(
+        self,
+        claim: Claim,
+        exc: BaseException,
+        bound: structlog.typing.FilteringBoundLogger,
+        *,
+        floor: float | None = None,
+    ) -> Outcome:
+        provider = getattr(exc, "provider", None) or None
+        counted = not isinstance(exc, RateLimited)
+        retry_after = getattr(exc, "retry_after", None)
+        if floor is not None:
+            retry_after = max(retry_after or 0.0, floor)
+        now = self.ledger.clock()
+        age = (now - claim.cycle_started_at).total_seconds()
+        if counted:
+            wait = self.policy.next_delay(claim.attempt, age, retry_after)
+        else:
+            wait = retry_after if retry_after is not None else self.policy.base
+        if wait is None:
+            self.ledger.record_failed(claim, exc, provider=provider, status=Status.DEAD)
+            bound.warning("deliver.dead", provider=provider, error_class=type(exc).__name__)
+            return Outcome(claim.notification_id, Status.DEAD, provider)
+        self.ledger.record_retry(
+            claim, exc, provider=provider, next_attempt_at=now + timedelta(seconds=wait), counted=counted
+        )
+        bound.info("deliver.retry", provider=provider, error_class=type(exc).__name__, retry_in=round(wait, 3))
+        return Outcome(claim.notification_id, Status.RETRYING, provider, retry_in=wait)
+
+    # -- sweeper ----------------------------------------------------------------------------
+
+    def sweep(
+        self, *, stuck_after: float, sending_timeout: float, retention_days: float
+    ) -> dict[str, int]:
+        """One pass of the sweeper; returns counts of what it found."""
+        requeued = self.ledger.due_for_enqueue(stuck_after=stuck_after)
+        for notification_id in requeued:
+            self.enqueue(notification_id, label(notification_id, None, "sweep"))
+        unknown = self.ledger.expire_sending(older_than=sending_timeout)
+        for notification_id in unknown:
+            log.warning("sweep.unknown", notification_id=notification_id)
+        purged = self.ledger.purge_personal_data(older_than_days=retention_days)
+        found = {"requeued": len(requeued), "unknown": len(unknown), "purged": purged}
+        if any(found.values()):
+            log.info("sweep.done", **found)
+        return found

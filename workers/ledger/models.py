@@ -1,0 +1,91 @@
+"""SQLAlchemy table definitions for notifications and their delivery attempts."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Dialect, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timestamps are stored and returned as aware UTC, also on SQLite (which keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the ledger")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime}
+
+
+class Notification(Base):
+    """One row per notification, keyed by the event's ``core.id``."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    channel: Mapped[str | None] = mapped_column(String(8))
+    event_type: Mapped[str | None] = mapped_column(String(80))
+    template: Mapped[str | None] = mapped_column(String(80))
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    provider: Mapped[str | None] = mapped_column(String(40))
+    provider_message_id: Mapped[str | None] = mapped_column(String(255))
+    error: Mapped[str | None] = mapped_column(Text)
+    # Personal data lives only in these three columns; retention purges them.
+    recipient: Mapped[str | None] = mapped_column(String(320))
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    raw: Mapped[bytes | None] = mapped_column(LargeBinary)
+    meta: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # core ids, baggage, trace context
+    claim_token: Mapped[str | None] = mapped_column(String(64))
+    # The retry budget counts from the start of the current cycle; an operator's resend starts one.
+    cycle_started_at: Mapped[datetime] = mapped_column()
+    cycle_attempts_base: Mapped[int] = mapped_column(Integer, default=0)
+    occurred_at: Mapped[datetime | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column()
+    next_attempt_at: Mapped[datetime | None] = mapped_column()
+    sent_at: Mapped[datetime | None] = mapped_column()
+    purged_at: Mapped[datetime | None] = mapped_column()
+
+    __table_args__ = (
+        # Newest-first keyset pagination, optionally within one status.
+        Index("ix_notifications_created_id", "created_at", "id"),
+        Index("ix_notifications_status_updated", "status", "updated_at"),
+        Index("ix_notifications_recipient", "recipient"),
+    )
+
+
+class Attempt(Base):
+    """One delivery attempt: which provider, when, and how it ended."""
+
+    __tablename__ = "attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    notification_id: Mapped[str] = mapped_column(
+        String(80), ForeignKey("notifications.id", ondelete="CASCADE"), index=True
+    )
+    number: Mapped[int] = mapped_column(Integer)
+    claim_token: Mapped[str] = mapped_column(String(64))
+    provider: Mapped[str | None] = mapped_column(String(40))
+    started_at: Mapped[datetime] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column()
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    error_class: Mapped[str | None] = mapped_column(String(80))
+    error_message: Mapped[str | None] = mapped_column(Text)

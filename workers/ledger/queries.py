@@ -1,0 +1,250 @@
+"""Read-only operator queries: filtered, newest-first listing with opaque keyset page tokens, and one row's story."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, and_, or_, select
+
+from workers.ledger.models import Attempt, Notification
+from workers.messages import Status
+
+DEFAULT_PAGE_SIZE = 25
+MAX_PAGE_SIZE = 1000
+
+
+class BadQuery(ValueError):
+    """The caller asked for something malformed: a bad page token, page size or timestamp."""
+
+
+def iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def mask_recipient(value: str | None) -> str | None:
+    """Enough to recognise a recipient on screen, not enough to harvest it."""
+    if not value:
+        return value
+    if "@" in value:
+        local, _, domain = value.partition("@")
+        return f"{local[:1]}***@{domain}"
+    return value[:3] + "*" * max(0, len(value) - 5) + value[-2:]
+
+
+@dataclass(frozen=True, slots=True)
+class ListFilter:
+    statuses: tuple[Status, ...] = ()
+    channel: str | None = None
+    event_type: str | None = None
+    recipient: str | None = None
+    since: datetime | None = None  # inclusive
+    until: datetime | None = None  # exclusive
+
+    def fingerprint(self) -> str:
+        blob = json.dumps(
+            [
+                sorted(s.value for s in self.statuses),
+                self.channel,
+                self.event_type,
+                self.recipient,
+                iso(self.since),
+                iso(self.until),
+            ]
+        )
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptView:
+    number: int
+    provider: str | None
+    started_at: datetime
+    finished_at: datetime | None
+    outcome: str | None
+    error_class: str | None
+    error_message: str | None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "number": self.number,
+            "provider": self.provider,
+            "started_at": iso(self.started_at),
+            "finished_at": iso(self.finished_at),
+            "outcome": self.outcome,
+            "error_class": self.error_class,
+            "error": self.error_message,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationView:
+    id: str
+    channel: str | None
+    event_type: str | None
+    template: str | None
+    status: Status
+    provider: str | None
+    provider_message_id: str | None
+    attempts: int
+    error: str | None
+    recipient: str | None
+    created_at: datetime
+    updated_at: datetime
+    occurred_at: datetime | None
+    next_attempt_at: datetime | None
+    sent_at: datetime | None
+    purged_at: datetime | None
+    history: tuple[AttemptView, ...] = field(default=())
+
+    def as_json(self, *, reveal_recipient: bool = False) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "id": self.id,
+            "channel": self.channel,
+            "event_type": self.event_type,
+            "template": self.template,
+            "status": self.status.value,
+            "provider": self.provider,
+            "provider_message_id": self.provider_message_id,
+            "attempts": self.attempts,
+            "error": self.error,
+            "recipient": self.recipient if reveal_recipient else mask_recipient(self.recipient),
+            "created_at": iso(self.created_at),
+            "updated_at": iso(self.updated_at),
+            "occurred_at": iso(self.occurred_at),
+            "next_attempt_at": iso(self.next_attempt_at),
+            "sent_at": iso(self.sent_at),
+            "purged_at": iso(self.purged_at),
+        }
+        if self.history:
+            data["history"] = [attempt.as_json() for attempt in self.history]
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    items: tuple[NotificationView, ...]
+    next_page_token: str | None
+
+
+_COLUMNS = (
+    Notification.id,
+    Notification.channel,
+    Notification.event_type,
+    Notification.template,
+    Notification.status,
+    Notification.provider,
+    Notification.provider_message_id,
+    Notification.attempts,
+    Notification.error,
+    Notification.recipient,
+    Notification.created_at,
+    Notification.updated_at,
+    Notification.occurred_at,
+    Notification.next_attempt_at,
+    Notification.sent_at,
+    Notification.purged_at,
+)
+
+
+def _view(row: Any, history: Sequence[AttemptView] = ()) -> NotificationView:
+    values = row._asdict()
+    values["status"] = Status(values["status"])
+    return NotificationView(**values, history=tuple(history))
+
+
+def encode_token(created_at: datetime, notification_id: str, fingerprint: str) -> str:
+    blob = json.dumps({"v": 1, "c": iso(created_at), "i": notification_id, "f": fingerprint})
+    return base64.urlsafe_b64encode(blob.encode()).decode().rstrip("=")
+
+
+def decode_token(token: str, fingerprint: str) -> tuple[datetime, str]:
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        data = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        created_at = datetime.fromisoformat(data["c"].replace("Z", "+00:00"))
+        notification_id = str(data["i"])
+        token_fingerprint = data["f"]
+    except (binascii.Error, ValueError, KeyError, TypeError, AttributeError):
+        raise BadQuery("page token is malformed") from None
+    if token_fingerprint != fingerprint:
+        raise BadQuery("page token belongs to a different filter; start again without --page-token")
+    return created_at, notification_id
+
+
+def list_notifications(
+    engine: Engine, query: ListFilter, *, page_size: int = DEFAULT_PAGE_SIZE, page_token: str | None = None
+) -> Page:
+    """Newest first. The keyset cursor (created_at, id) keeps pages stable while rows are added."""
+    if not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise BadQuery(f"page size must be between 1 and {MAX_PAGE_SIZE}")
+    n = Notification
+    conditions: list[Any] = []
+    if query.statuses:
+        conditions.append(n.status.in_([s.value for s in query.statuses]))
+    if query.channel:
+        conditions.append(n.channel == query.channel)
+    if query.event_type:
+        wanted = query.event_type if "." in query.event_type else f"events.{query.event_type}"
+        conditions.append(n.event_type == wanted)
+    if query.recipient:
+        conditions.append(n.recipient == query.recipient)
+    if query.since:
+        conditions.append(n.created_at >= query.since)
+    if query.until:
+        conditions.append(n.created_at < query.until)
+    fingerprint = query.fingerprint()
+    if page_token:
+        created_at, last_id = decode_token(page_token, fingerprint)
+        conditions.append(or_(n.created_at < created_at, and_(n.created_at == created_at, n.id < last_id)))
+    stmt = (
+        select(*_COLUMNS)
+        .where(*conditions)
+        .order_by(n.created_at.desc(), n.id.desc())
+        .limit(page_size + 1)
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(stmt).all()
+    items = tuple(_view(row) for row in rows[:page_size])
+    token = None
+    if len(rows) > page_size:
+        last = items[-1]
+        token = encode_token(last.created_at, last.id, fingerprint)
+    return Page(items, token)
+
+
+def get_notification(engine: Engine, notification_id: str) -> NotificationView | None:
+    with engine.connect() as conn:
+        row = conn.execute(select(*_COLUMNS).where(Notification.id == notification_id)).one_or_none()
+        if row is None:
+            return None
+        attempts = conn.execute(
+            select(
+                Attempt.number,
+                Attempt.provider,
+                Attempt.started_at,
+                Attempt.finished_at,
+                Attempt.outcome,
+                Attempt.error_class,
+                Attempt.error_message,
+            )
+            .where(Attempt.notification_id == notification_id)
+            .order_by(Attempt.id)
+        ).all()
+    return _view(row, [AttemptView(**a._asdict()) for a in attempts])
+
+
+def count_by_status(engine: Engine) -> dict[str, int]:
+    from sqlalchemy import func
+
+    with engine.connect() as conn:
+        rows = conn.execute(select(Notification.status, func.count()).group_by(Notification.status)).all()
+    return {status: int(count) for status, count in rows}

@@ -1,0 +1,40 @@
+"""The status state machine: which transitions exist, in one table that every write consults."""
+
+from __future__ import annotations
+
+from workers.messages import Status
+
+S = Status
+
+# Forward-only transitions. The ledger's compare-and-set writes only ever move a row along one of
+# these edges, so a late or duplicate update can never drag a row backwards.
+TRANSITIONS: dict[Status, frozenset[Status]] = {
+    S.ACCEPTED: frozenset({S.QUEUED, S.SENDING, S.DISCARDED}),
+    S.QUEUED: frozenset({S.SENDING, S.DISCARDED}),
+    S.SENDING: frozenset({S.SENT, S.RETRYING, S.FAILED, S.DEAD, S.UNKNOWN}),
+    S.RETRYING: frozenset({S.SENDING, S.DEAD, S.DISCARDED}),
+    # A worker that was presumed dead may still report; the answer it heard is the truth.
+    S.UNKNOWN: frozenset({S.SENT, S.FAILED, S.DISCARDED}),
+    S.FAILED: frozenset({S.DISCARDED}),
+    S.DEAD: frozenset({S.DISCARDED}),
+    S.REJECTED: frozenset({S.DISCARDED}),
+    S.SENT: frozenset(),
+    S.DISCARDED: frozenset(),
+}
+
+# An operator's resend starts a new cycle; it is the only way back to `queued`, and from `sent` it
+# needs --force because it means sending the same message again.
+RESENDABLE: frozenset[Status] = frozenset({S.FAILED, S.DEAD, S.UNKNOWN, S.DISCARDED})
+RESENDABLE_FORCED: frozenset[Status] = RESENDABLE | {S.SENT}
+
+CLAIMABLE: frozenset[Status] = frozenset({S.ACCEPTED, S.QUEUED, S.RETRYING})
+FAILED_STATES: frozenset[Status] = frozenset({S.FAILED, S.DEAD, S.UNKNOWN, S.REJECTED})
+
+
+def sources(target: Status) -> frozenset[Status]:
+    """Every status from which ``target`` may be reached by a normal (non-resend) transition."""
+    return frozenset(origin for origin, targets in TRANSITIONS.items() if target in targets)
+
+
+def allowed(origin: Status, target: Status) -> bool:
+    return target in TRANSITIONS[origin]

@@ -1,0 +1,447 @@
+"""The ledger's writes: accept, claim, record outcomes, resend, discard, and the sweeper's moves.
+
+Every state change is a single compare-and-set UPDATE (``WHERE status IN (...)``) checked against
+``states.TRANSITIONS``, so two workers, a redelivered task or a racing resend can never both win.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Engine, and_, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from workers.events import ParsedEvent
+from workers.ledger import states
+from workers.ledger.models import Attempt, Notification
+from workers.messages import Channel, Receipt, Status
+
+MAX_ERROR_CHARS = 2000
+MAX_RAW_BYTES = 64 * 1024
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptResult:
+    notification_id: str
+    created: bool
+    status: Status
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A row won by one worker for one attempt; ``token`` proves it when recording the outcome."""
+
+    notification_id: str
+    token: str
+    channel: Channel
+    event_type: str
+    template: str | None
+    payload: Mapping[str, Any]
+    meta: Mapping[str, Any]
+    attempt: int  # attempts in the current cycle, this one included
+    cycle_started_at: datetime
+    occurred_at: datetime | None
+
+
+class ResendResult(StrEnum):
+    QUEUED = "queued"
+    NOT_FOUND = "not-found"
+    ALREADY_SENT = "already-sent"  # refused without --force
+    IN_FLIGHT = "in-flight"  # queued, sending or retrying: it is already on its way
+    NOT_RESENDABLE = "not-resendable"  # rejected events, or personal data already purged
+
+
+class DiscardResult(StrEnum):
+    DISCARDED = "discarded"
+    NOT_FOUND = "not-found"
+    REFUSED = "refused"
+
+
+def describe_error(error: BaseException) -> str:
+    text = f"{type(error).__name__}: {error}"
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
+
+
+class Ledger:
+    """The source of truth for every notification's fate."""
+
+    def __init__(self, engine: Engine, *, clock: Clock = utcnow) -> None:
+        self.engine = engine
+        self.clock = clock
+        self._dialect = engine.dialect.name
+
+    # -- intake -----------------------------------------------------------------------------
+
+    def _insert_ignore(self, values: dict[str, Any]) -> bool:
+        table = Notification.__table__
+        stmt: Any
+        if self._dialect == "postgresql":
+            stmt = postgresql.insert(table).values(**values).on_conflict_do_nothing(index_elements=["id"])
+        elif self._dialect == "sqlite":
+            stmt = sqlite.insert(table).values(**values).on_conflict_do_nothing(index_elements=["id"])
+        else:  # pragma: no cover - other databases are not supported yet
+            raise NotImplementedError(self._dialect)
+        with self.engine.begin() as conn:
+            return bool(conn.execute(stmt).rowcount)
+
+    def _status_of(self, notification_id: str) -> Status:
+        with self.engine.connect() as conn:
+            value = conn.execute(
+                select(Notification.status).where(Notification.id == notification_id)
+            ).scalar_one()
+        return Status(value)
+
+    def accept(self, event: ParsedEvent) -> AcceptResult:
+        """Record a valid event as ``accepted``; the same id twice is one row (the second is a no-op)."""
+        now = self.clock()
+        created = self._insert_ignore(
+            {
+                "id": event.notification_id,
+                "channel": event.channel.value,
+                "event_type": event.event_type,
+                "template": event.template,
+                "status": Status.ACCEPTED.value,
+                "attempts": 0,
+                "cycle_attempts_base": 0,
+                "recipient": event.recipient,
+                "payload": dict(event.payload),
+                "meta": {
+                    "core": dict(event.core),
+                    "baggage": dict(event.baggage),
+                    "trace_context": dict(event.trace_context),
+                },
+                "occurred_at": event.occurred_at,
+                "created_at": now,
+                "updated_at": now,
+                "cycle_started_at": now,
+            }
+        )
+        status = Status.ACCEPTED if created else self._status_of(event.notification_id)
+        return AcceptResult(event.notification_id, created, status)
+
+    def reject(
+        self,
+        notification_id: str,
+        *,
+        reason: str,
+        event_type: str | None = None,
+        channel: Channel | None = None,
+        raw: bytes | None = None,
+    ) -> AcceptResult:
+        """Record an event that cannot be delivered as ``rejected``, with a size-capped raw copy."""
+        now = self.clock()
+        created = self._insert_ignore(
+            {
+                "id": notification_id,
+                "channel": channel.value if channel else None,
+                "event_type": event_type,
+                "status": Status.REJECTED.value,
+                "attempts": 0,
+                "cycle_attempts_base": 0,
+                "error": reason[:MAX_ERROR_CHARS],
+                "raw": raw[:MAX_RAW_BYTES] if raw is not None else None,
+                "created_at": now,
+                "updated_at": now,
+                "cycle_started_at": now,
+            }
+        )
+        status = Status.REJECTED if created else self._status_of(notification_id)
+        return AcceptResult(notification_id, created, status)
+
+    def mark_queued(self, notification_id: str) -> bool:
+        """``accepted -> queued`` once the deliver task is on the broker; losing the race is fine."""
+        return self._move(notification_id, Status.QUEUED, {Status.ACCEPTED})
+
+    # -- delivery ---------------------------------------------------------------------------
+
+    def claim(self, notification_id: str) -> Claim | None:
+        """Atomically take a row for one attempt (``-> sending``); None if another worker has it."""
+        now = self.clock()
+        token = secrets.token_hex(8)
+        n = Notification
+        stmt = (
+            update(n)
+            .where(n.id == notification_id, n.status.in_([s.value for s in states.CLAIMABLE]))
+            .values(
+                status=Status.SENDING.value,
+                attempts=n.attempts + 1,
+                claim_token=token,
+                updated_at=now,
+                next_attempt_at=None,
+            )
+            .returning(
+                n.channel,
+                n.event_type,
+                n.template,
+                n.payload,
+                n.meta,
+                n.attempts,
+                n.cycle_attempts_base,
+                n.cycle_started_at,
+                n.occurred_at,
+            )
+        )
+        with self.engine.begin() as conn:
+            row = conn.execute(stmt).one_or_none()
+            if row is None:
+                return None
+            conn.execute(
+                insert(Attempt).values(
+                    notification_id=notification_id,
+                    number=row.attempts,
+                    claim_token=token,
+                    started_at=now,
+                )
+            )
+        return Claim(
+            notification_id=notification_id,
+            token=token,
+            channel=Channel(row.channel),
+            event_type=row.event_type,
+            template=row.template,
+            payload=row.payload or {},
+            meta=row.meta or {},
+            attempt=row.attempts - row.cycle_attempts_base,
+            cycle_started_at=row.cycle_started_at,
+            occurred_at=row.occurred_at,
+        )
+
+    def _finish(
+        self,
+        claim: Claim,
+        target: Status,
+        *,
+        origins: set[Status],
+        values: dict[str, Any],
+        outcome: str,
+        provider: str | None,
+        error: BaseException | None,
+    ) -> bool:
+        now = self.clock()
+        n = Notification
+        assert all(states.allowed(origin, target) for origin in origins), (origins, target)
+        with self.engine.begin() as conn:
+            moved = conn.execute(
+                update(n)
+                .where(
+                    n.id == claim.notification_id,
+                    n.claim_token == claim.token,
+                    n.status.in_([s.value for s in origins]),
+                )
+                .values(status=target.value, updated_at=now, **values)
+            ).rowcount
+            conn.execute(
+                update(Attempt)
+                .where(
+                    Attempt.notification_id == claim.notification_id,
+                    Attempt.claim_token == claim.token,
+                )
+                .values(
+                    finished_at=now,
+                    outcome=outcome if moved else f"{outcome} (late)",
+                    provider=provider,
+                    error_class=type(error).__name__ if error else None,
+                    error_message=describe_error(error)[:MAX_ERROR_CHARS] if error else None,
+                )
+            )
+        return bool(moved)
+
+    def record_sent(self, claim: Claim, receipt: Receipt) -> bool:
+        return self._finish(
+            claim,
+            Status.SENT,
+            origins={Status.SENDING, Status.UNKNOWN},
+            values={
+                "provider": receipt.provider,
+                "provider_message_id": receipt.provider_message_id,
+                "sent_at": self.clock(),
+                "error": None,
+            },
+            outcome="sent",
+            provider=receipt.provider,
+            error=None,
+        )
+
+    def record_retry(
+        self,
+        claim: Claim,
+        error: BaseException,
+        *,
+        provider: str | None,
+        next_attempt_at: datetime,
+        counted: bool = True,
+    ) -> bool:
+        """``sending -> retrying``; an uncounted retry (our own rate limit) gives the attempt back."""
+        values: dict[str, Any] = {
+            "error": describe_error(error),
+            "next_attempt_at": next_attempt_at,
+            "provider": provider,
+        }
+        if not counted:
+            values["attempts"] = Notification.attempts - 1
+        return self._finish(
+            claim,
+            Status.RETRYING,
+            origins={Status.SENDING},
+            values=values,
+            outcome="retry" if counted else "deferred",
+            provider=provider,
+            error=error,
+        )
+
+    def record_failed(
+        self, claim: Claim, error: BaseException, *, provider: str | None, status: Status = Status.FAILED
+    ) -> bool:
+        """``sending -> failed`` (refused for good) or ``-> dead`` (retry budget spent)."""
+        origins = {Status.SENDING} | ({Status.UNKNOWN} if status is Status.FAILED else set())
+        return self._finish(
+            claim,
+            status,
+            origins=origins,
+            values={"error": describe_error(error), "provider": provider},
+            outcome=status.value,
+            provider=provider,
+            error=error,
+        )
+
+    # -- operators --------------------------------------------------------------------------
+
+    def resend(self, notification_id: str, *, force: bool = False) -> ResendResult:
+        """Start a new delivery cycle for a failed (or, forced, a sent) notification."""
+        now = self.clock()
+        n = Notification
+        allowed = states.RESENDABLE_FORCED if force else states.RESENDABLE
+        with self.engine.begin() as conn:
+            moved = conn.execute(
+                update(n)
+                .where(
+                    n.id == notification_id,
+                    n.status.in_([s.value for s in allowed]),
+                    n.payload.is_not(None),
+                    n.purged_at.is_(None),
+                )
+                .values(
+                    status=Status.QUEUED.value,
+                    updated_at=now,
+                    cycle_started_at=now,
+                    cycle_attempts_base=n.attempts,
+                    next_attempt_at=None,
+                    claim_token=None,
+                )
+            ).rowcount
+            if moved:
+                return ResendResult.QUEUED
+            current = conn.execute(select(n.status).where(n.id == notification_id)).scalar_one_or_none()
+        if current is None:
+            return ResendResult.NOT_FOUND
+        status = Status(current)
+        if status is Status.SENT:
+            return ResendResult.ALREADY_SENT
+        if status in {Status.ACCEPTED, Status.QUEUED, Status.SENDING, Status.RETRYING}:
+            return ResendResult.IN_FLIGHT
+        return ResendResult.NOT_RESENDABLE
+
+    def discard(self, notification_id: str) -> DiscardResult:
+        if self._move(notification_id, Status.DISCARDED, states.sources(Status.DISCARDED)):
+            return DiscardResult.DISCARDED
+        with self.engine.connect() as conn:
+            exists = conn.execute(
+                select(Notification.id).where(Notification.id == notification_id)
+            ).scalar_one_or_none()
+        return DiscardResult.REFUSED if exists else DiscardResult.NOT_FOUND
+
+    def _move(self, notification_id: str, target: Status, origins: set[Status] | frozenset[Status]) -> bool:
+        assert all(states.allowed(origin, target) for origin in origins), (origins, target)
+        n = Notification
+        with self.engine.begin() as conn:
+            return bool(
+                conn.execute(
+                    update(n)
+                    .where(n.id == notification_id, n.status.in_([s.value for s in origins]))
+                    .values(status=target.value, updated_at=self.clock())
+                ).rowcount
+            )
+
+    # -- sweeper ----------------------------------------------------------------------------
+
+    def due_for_enqueue(self, *, stuck_after: float, limit: int = 500) -> list[str]:
+        """Rows whose deliver task may have vanished, or whose retry is due; each is touched so a
+        concurrent sweeper cannot pick it too, and so it waits ``stuck_after`` before the next try."""
+        now = self.clock()
+        cutoff = now - timedelta(seconds=stuck_after)
+        n = Notification
+        stuck = and_(
+            n.status.in_([Status.ACCEPTED.value, Status.QUEUED.value]), n.updated_at < cutoff
+        )
+        due = and_(n.status == Status.RETRYING.value, n.next_attempt_at <= now)
+        with self.engine.begin() as conn:
+            candidates = conn.execute(
+                select(n.id, n.status).where(or_(stuck, due)).order_by(n.updated_at).limit(limit)
+            ).all()
+            taken: list[str] = []
+            for row in candidates:
+                if row.status == Status.RETRYING.value:
+                    guard = and_(n.status == Status.RETRYING.value, n.next_attempt_at <= now)
+                    values: dict[str, Any] = {"next_attempt_at": now + timedelta(seconds=stuck_after)}
+                else:
+                    guard = stuck
+                    values = {"updated_at": now}
+                if conn.execute(update(n).where(n.id == row.id, guard).values(**values)).rowcount:
+                    taken.append(row.id)
+        return taken
+
+    def expire_sending(self, *, older_than: float) -> list[str]:
+        """``sending -> unknown`` for rows whose worker went silent mid-send; never resent on its own."""
+        now = self.clock()
+        cutoff = now - timedelta(seconds=older_than)
+        n = Notification
+        with self.engine.begin() as conn:
+            rows = conn.execute(
+                update(n)
+                .where(n.status == Status.SENDING.value, n.updated_at < cutoff)
+                .values(
+                    status=Status.UNKNOWN.value,
+                    updated_at=now,
+                    error="worker went silent after handing the message to the provider; outcome unknown",
+                )
+                .returning(n.id)
+            ).all()
+        return [row.id for row in rows]
+
+    def purge_personal_data(self, *, older_than_days: float) -> int:
+        """Drop payload, recipient and raw bytes of finished rows past retention; keep the metadata."""
+        now = self.clock()
+        cutoff = now - timedelta(days=older_than_days)
+        n = Notification
+        finished = [s.value for s in (Status.SENT, Status.DISCARDED, Status.REJECTED, Status.FAILED, Status.DEAD)]
+        with self.engine.begin() as conn:
+            return int(
+                conn.execute(
+                    update(n)
+                    .where(n.status.in_(finished), n.updated_at < cutoff, n.purged_at.is_(None))
+                    .values(payload=None, recipient=None, raw=None, purged_at=now)
+                ).rowcount
+            )
+
+    def ids_in(self, statuses: Sequence[Status], *, limit: int = 100_000) -> list[str]:
+        n = Notification
+        with self.engine.connect() as conn:
+            return list(
+                conn.execute(
+                    select(n.id)
+                    .where(n.status.in_([s.value for s in statuses]))
+                    .order_by(n.created_at, n.id)
+                    .limit(limit)
+                ).scalars()
+            )

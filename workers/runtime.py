@@ -1,0 +1,86 @@
+"""Assembles the process-wide collaborators (ledger, templates, providers, dispatcher) from settings."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+
+from workers.compose import Composer
+from workers.dispatch import Dispatcher, Enqueue
+from workers.ledger import Ledger, make_engine
+from workers.ledger.migrate import upgrade
+from workers.providers.registry import build_email_provider, build_sms_provider
+from workers.rendering import TemplateStore, default_templates_dir, mention_template_data
+from workers.retry import RetryPolicy
+from workers.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    settings: Settings
+    engine: Engine
+    ledger: Ledger
+    templates: TemplateStore
+    dispatcher: Dispatcher
+
+    def close(self) -> None:
+        self.dispatcher.email.close()
+        self.dispatcher.sms.close()
+        self.engine.dispose()
+
+
+def template_store(settings: Settings) -> TemplateStore:
+    return TemplateStore(settings.templates_dir or default_templates_dir())
+
+
+def ledger_for(settings: Settings, *, migrate: bool | None = None) -> tuple[Engine, Ledger]:
+    engine = make_engine(settings.resolved_database_url)
+    if settings.auto_migrate if migrate is None else migrate:
+        upgrade(engine)
+    return engine, Ledger(engine)
+
+
+def build_runtime(settings: Settings, *, enqueue: Enqueue, migrate: bool | None = None) -> Runtime:
+    engine, ledger = ledger_for(settings, migrate=migrate)
+    templates = template_store(settings)
+    composer = Composer(
+        templates,
+        mention_template_data,
+        provider_side_templates=settings.mandrill_templates == "mandrill",
+    )
+    dispatcher = Dispatcher(
+        ledger,
+        composer=composer,
+        email=build_email_provider(settings),
+        sms=build_sms_provider(settings),
+        policy=RetryPolicy.from_settings(settings),
+        enqueue=enqueue,
+    )
+    return Runtime(settings, engine, ledger, templates, dispatcher)
+
+
+class LazyRuntime:
+    """Builds the runtime on first use in each process (after a prefork fork, never before)."""
+
+    def __init__(self, settings: Settings, enqueue: Enqueue) -> None:
+        self._settings = settings
+        self._enqueue = enqueue
+        self._lock = threading.Lock()
+        self._runtime: Runtime | None = None
+
+    def get(self) -> Runtime:
+        runtime = self._runtime
+        if runtime is None:
+            with self._lock:
+                if self._runtime is None:
+                    self._runtime = build_runtime(self._settings, enqueue=self._enqueue)
+                runtime = self._runtime
+        return runtime
+
+    def reset(self) -> None:
+        with self._lock:
+            if self._runtime is not None:
+                self._runtime.close()
+            self._runtime = None
