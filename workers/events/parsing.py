@@ -1,0 +1,238 @@
+"""Decode, identify and validate one event into a ParsedEvent, or say why it is not one.
+
+Outcomes: a ParsedEvent; NotOurEvent for a well-formed event of another type that the routing
+key does not claim for us; InvalidEvent otherwise, carrying a notification id (``core.id``, a
+derived id, or a ``raw-`` digest of undecodable bytes) so the caller can record the rejection and
+a redelivery of the same message collapses onto the same row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import structlog
+from google.protobuf.message import Message
+
+from workers.errors import InvalidEvent, NotOurEvent
+from workers.events.schema import (
+    BASIC_EMAIL,
+    DEFAULT_TEMPLATES,
+    KINDS,
+    MENTION_EMAIL_GENERATED,
+    OUR_EVENT_TYPES,
+    SMS_NOTIFICATION,
+)
+from workers.events.validation import validate_payload
+from workers.events.wire import Envelope, as_bytes, decode_envelope, decode_envelope_dict, decode_payload
+from workers.messages import Channel
+
+log = structlog.get_logger(__name__)
+
+CORE_FIELDS = (
+    "id",
+    "name",
+    "timestamp",
+    "type",
+    "service_name",
+    "application_id",
+    "event_id",
+    "organization_id",
+    "user_id",
+    "token_id",
+)
+MAX_ID_CHARS = 128
+_RECIPIENT_FIELDS = {
+    BASIC_EMAIL: "to_address",
+    SMS_NOTIFICATION: "to_number",
+    MENTION_EMAIL_GENERATED: "to_email",
+}
+_DIGEST_CHARS = 32
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedEvent:
+    """One valid event of ours, ready for the ledger. The mappings are plain dicts: do not mutate."""
+
+    notification_id: str
+    event_type: str
+    channel: Channel
+    payload: Mapping[str, Any]
+    core: Mapping[str, str]
+    baggage: Mapping[str, str]
+    trace_context: Mapping[str, str]
+    occurred_at: datetime | None
+    recipient: str
+    template: str | None
+
+
+def _digest(*parts: bytes) -> str:
+    hasher = hashlib.sha256()
+    for part in parts:
+        # Length-prefixed, so (b"ab", b"c") and (b"a", b"bc") hash differently.
+        hasher.update(len(part).to_bytes(8, "big"))
+        hasher.update(part)
+    return hasher.hexdigest()[:_DIGEST_CHARS]
+
+
+def raw_id(body: bytes) -> str:
+    """The id of a message whose bytes do not decode: the same bytes always give the same id."""
+    return "raw-" + hashlib.sha256(body).hexdigest()[:_DIGEST_CHARS]
+
+
+def derived_id(type_name: str, payload: Message | bytes | Mapping[str, Any] | None) -> str:
+    """The id of an event without ``core.id``: a digest of its type and canonical payload.
+
+    The payload is serialized deterministically with unknown fields dropped, so the same payload
+    sent as JSON or as binary, or redelivered, gets the same id. Two distinct sends of identical
+    content also collapse: without a producer id nothing can tell them apart.
+    """
+    if isinstance(payload, Message):
+        copy = type(payload)()
+        copy.CopyFrom(payload)
+        copy.DiscardUnknownFields()
+        canonical = copy.SerializeToString(deterministic=True)
+    elif isinstance(payload, bytes):
+        canonical = payload
+    else:
+        canonical = _json_digest_input(payload)
+    return "derived-" + _digest(type_name.encode("utf-8", "surrogatepass"), canonical)
+
+
+def _json_digest_input(value: object) -> bytes:
+    try:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), default=repr).encode(
+            "utf-8", "surrogatepass"
+        )
+    except (TypeError, ValueError, RecursionError):  # non-string keys, cycles, absurd nesting
+        return repr(value).encode("utf-8", "surrogatepass")
+
+
+def parse_timestamp(value: str) -> datetime | None:
+    """``core.timestamp`` (RFC 1123Z, or RFC 3339) as an aware UTC datetime; None if absent or bad.
+
+    A timestamp without a zone (or with RFC 2822's -0000, "zone unknown") is taken as UTC.
+    """
+    value = value.strip()
+    if not value:
+        return None
+    parsed: datetime | None
+    try:
+        parsed = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except (OverflowError, ValueError):  # year 1 or 9999 pushed out of range by the offset
+        return None
+
+
+def _is_usable_id(value: str) -> bool:
+    return 0 < len(value) <= MAX_ID_CHARS and all("!" <= ch <= "~" for ch in value)
+
+
+def _reject(exc: InvalidEvent, notification_id: str, event_type: str | None) -> InvalidEvent:
+    return InvalidEvent(exc.reason, field=exc.field, notification_id=notification_id, event_type=event_type)
+
+
+def _identify(envelope: Envelope, type_name: str, payload: Message | None) -> str:
+    """``core.id``, or a derived id (logged) when it is missing; InvalidEvent when it is unusable."""
+    core_id = envelope.event.core.id
+    fallback = derived_id(type_name, payload if payload is not None else envelope.payload)
+    if not core_id:
+        log.warning("event.core_id_missing", event_type=type_name, notification_id=fallback)
+        return fallback
+    if not _is_usable_id(core_id):
+        raise InvalidEvent(
+            f"is not a usable id (1 to {MAX_ID_CHARS} printable ASCII characters, no spaces)",
+            field="core.id",
+            notification_id=fallback,
+            event_type=type_name or None,
+        )
+    return core_id
+
+
+def _parse(envelope: Envelope, routing_key: str | None, templates: Collection[str]) -> ParsedEvent:
+    claimed = routing_key if routing_key in OUR_EVENT_TYPES else None
+    type_name = envelope.type_name
+    if claimed is not None and type_name != claimed:
+        problem = envelope.data_problem or (
+            f"holds {type_name[:80]!r}, not the {claimed} its routing key names"
+        )
+        exc = InvalidEvent(problem, field="data")
+        raise _reject(exc, _identify(envelope, claimed, None), claimed)
+    if not type_name:
+        exc = InvalidEvent(envelope.data_problem, field="data")
+        raise _reject(exc, _identify(envelope, "", None), None)
+    if type_name not in OUR_EVENT_TYPES:
+        raise NotOurEvent(type_name)
+
+    kind = KINDS[type_name]
+    try:
+        payload = decode_payload(envelope, kind.message_class)
+    except InvalidEvent as exc:
+        raise _reject(exc, _identify(envelope, type_name, None), type_name) from None
+    notification_id = _identify(envelope, type_name, payload)
+    try:
+        canonical = validate_payload(payload, templates, notification_id=notification_id)
+    except InvalidEvent as exc:
+        raise _reject(exc, notification_id, type_name) from None
+
+    core = envelope.event.core
+    is_mention = type_name == MENTION_EMAIL_GENERATED
+    recipient_field = _RECIPIENT_FIELDS[type_name]
+    return ParsedEvent(
+        notification_id=notification_id,
+        event_type=type_name,
+        channel=kind.channel,
+        payload=canonical,
+        core={name: getattr(core, name) for name in CORE_FIELDS},
+        baggage=dict(envelope.event.baggage),
+        trace_context=dict(envelope.event.trace.trace_context),
+        occurred_at=parse_timestamp(core.timestamp),
+        recipient=canonical[recipient_field],
+        template=canonical["template"] if is_mention else None,
+    )
+
+
+def parse_event(
+    body: bytes | bytearray | memoryview | str,
+    content_type: str | None,
+    *,
+    routing_key: str | None = None,
+    templates: Collection[str] = DEFAULT_TEMPLATES,
+) -> ParsedEvent:
+    """Decode and validate one event as it came off the bus (protobuf binary or proto3 JSON).
+
+    ``content_type`` may carry parameters; when absent the bytes are sniffed. ``routing_key`` is
+    the bus routing key: when it names one of our types, anything but a valid event of exactly
+    that type is an InvalidEvent (to be recorded as rejected), never NotOurEvent.
+    """
+    data = as_bytes(body)
+    claimed = routing_key if routing_key in OUR_EVENT_TYPES else None
+    try:
+        envelope = decode_envelope(data, content_type)
+    except InvalidEvent as exc:
+        raise _reject(exc, raw_id(data), claimed) from None
+    return _parse(envelope, routing_key, templates)
+
+
+def parse_event_dict(
+    event: Mapping[str, Any], *, templates: Collection[str] = DEFAULT_TEMPLATES
+) -> ParsedEvent:
+    """Validate one VtEvent given as a proto3-JSON dict (what ``notifications.accept`` receives)."""
+    try:
+        envelope = decode_envelope_dict(event)
+    except InvalidEvent as exc:
+        raise _reject(exc, raw_id(_json_digest_input(event)), None) from None
+    return _parse(envelope, None, templates)
