@@ -92,8 +92,9 @@ class Ledger:
             stmt = sqlite.insert(table).values(**values).on_conflict_do_nothing(index_elements=["id"])
         else:  # pragma: no cover - other databases are not supported yet
             raise NotImplementedError(self._dialect)
+        # RETURNING, not rowcount: drivers disagree on rowcount for ON CONFLICT DO NOTHING.
         with self.engine.begin() as conn:
-            return bool(conn.execute(stmt).rowcount)
+            return conn.execute(stmt.returning(table.c.id)).first() is not None
 
     def _status_of(self, notification_id: str) -> Status:
         with self.engine.connect() as conn:
@@ -246,6 +247,8 @@ class Ledger:
                 .where(
                     Attempt.notification_id == claim.notification_id,
                     Attempt.claim_token == claim.token,
+                    # The first answer for an attempt is its story; a duplicate never rewrites it.
+                    Attempt.finished_at.is_(None),
                 )
                 .values(
                     finished_at=now,
@@ -342,10 +345,14 @@ class Ledger:
             ).rowcount
             if moved:
                 return ResendResult.QUEUED
-            current = conn.execute(select(n.status).where(n.id == notification_id)).scalar_one_or_none()
+            current = conn.execute(
+                select(n.status, n.payload.is_(None).label("no_payload")).where(n.id == notification_id)
+            ).one_or_none()
         if current is None:
             return ResendResult.NOT_FOUND
-        status = Status(current)
+        status = Status(current.status)
+        if current.no_payload:
+            return ResendResult.NOT_RESENDABLE
         if status is Status.SENT:
             return ResendResult.ALREADY_SENT
         if status in {Status.ACCEPTED, Status.QUEUED, Status.SENDING, Status.RETRYING}:

@@ -1,0 +1,104 @@
+"""Shared fixtures: real services when present (skipped with a reason when not, failed under CI=true)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+SERVICES = {
+    "rabbitmq": ("127.0.0.1", 5672),
+    "redis": ("127.0.0.1", 6379),
+    "postgres": ("127.0.0.1", 5432),
+}
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "NOTIFY_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+RABBITMQ_URL = os.environ.get("NOTIFY_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
+REDIS_URL = os.environ.get("NOTIFY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def require_service(name: str) -> None:
+    """Skip (or, under CI=true, fail) when a service the test needs is not running."""
+    host, port = SERVICES[name]
+    if _reachable(host, port):
+        return
+    message = f"{name} is not reachable on {host}:{port}"
+    if IN_CI:
+        pytest.fail(f"{message}; CI must run every service-backed test", pytrace=False)
+    pytest.skip(f"{message} (start it to run this test)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Service markers double as requirements, checked before the test body runs.
+    for item in items:
+        for name in SERVICES:
+            if item.get_closest_marker(name):
+                item.fixturenames.insert(0, f"_needs_{name}")
+
+
+@pytest.fixture
+def _needs_rabbitmq() -> None:
+    require_service("rabbitmq")
+
+
+@pytest.fixture
+def _needs_redis() -> None:
+    require_service("redis")
+
+
+@pytest.fixture
+def _needs_postgres() -> None:
+    require_service("postgres")
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL schema-isolated database for one test."""
+    require_service("postgres")
+    from sqlalchemy import create_engine, text
+
+    name = f"notify_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'ledger.db'}"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Runs a test against both ledgers the project supports."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'ledger.db'}"
+    return str(request.getfixturevalue("postgres_url"))

@@ -1,0 +1,213 @@
+"""The ledger's state machine on SQLite and PostgreSQL: idempotent accept, one claim wins, forward only."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from tests.factories import basic_email, parsed, sms
+from workers.errors import GiveUp, RetryLater
+from workers.ledger import Ledger, make_engine
+from workers.ledger.migrate import upgrade
+from workers.ledger.queries import get_notification
+from workers.ledger.store import DiscardResult, ResendResult
+from workers.messages import Receipt, Status
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def ledger(database_url: str, clock: Clock) -> Iterator[Ledger]:
+    engine = make_engine(database_url)
+    upgrade(engine)
+    yield Ledger(engine, clock=clock)
+    engine.dispose()
+
+
+def status(ledger: Ledger, notification_id: str) -> Status:
+    view = get_notification(ledger.engine, notification_id)
+    assert view is not None
+    return view.status
+
+
+def test_accept_is_idempotent(ledger: Ledger) -> None:
+    event = parsed(basic_email())
+    first = ledger.accept(event)
+    second = ledger.accept(event)
+    assert (first.created, second.created) == (True, False)
+    assert second.status is Status.ACCEPTED
+    view = get_notification(ledger.engine, event.notification_id)
+    assert view is not None and view.recipient == "person@example.org"
+
+
+def test_one_claim_wins(ledger: Ledger) -> None:
+    event = parsed(sms())
+    ledger.accept(event)
+    assert ledger.mark_queued(event.notification_id)
+    first = ledger.claim(event.notification_id)
+    second = ledger.claim(event.notification_id)
+    assert first is not None and second is None
+    assert first.payload["to_number"] == "+14155550199"
+    assert status(ledger, event.notification_id) is Status.SENDING
+
+
+def test_concurrent_claims_let_exactly_one_through(ledger: Ledger) -> None:
+    events = [parsed(sms()) for _ in range(20)]
+    for event in events:
+        ledger.accept(event)
+    wins: list[str] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(4)
+
+    def race() -> None:
+        barrier.wait()
+        for event in events:
+            claim = ledger.claim(event.notification_id)
+            if claim is not None:
+                with lock:
+                    wins.append(claim.notification_id)
+
+    threads = [threading.Thread(target=race) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(wins) == sorted(e.notification_id for e in events)
+
+
+def test_outcomes_only_move_forward(ledger: Ledger) -> None:
+    event = parsed(basic_email())
+    ledger.accept(event)
+    claim = ledger.claim(event.notification_id)
+    assert claim is not None
+    assert ledger.record_sent(claim, Receipt("outbox", "m-1"))
+    # A duplicate or late outcome for the same attempt cannot move a sent row.
+    assert not ledger.record_failed(claim, GiveUp("late"), provider="outbox")
+    assert not ledger.record_retry(
+        claim, RetryLater("late"), provider="outbox", next_attempt_at=ledger.clock()
+    )
+    view = get_notification(ledger.engine, event.notification_id)
+    assert view is not None
+    assert (view.status, view.provider_message_id, view.attempts) == (Status.SENT, "m-1", 1)
+    assert [a.outcome for a in view.history] == ["sent"]
+    assert ledger.claim(event.notification_id) is None
+
+
+def test_retry_then_claim_again_counts_attempts(ledger: Ledger, clock: Clock) -> None:
+    event = parsed(sms())
+    ledger.accept(event)
+    claim = ledger.claim(event.notification_id)
+    assert claim is not None and claim.attempt == 1
+    ledger.record_retry(claim, RetryLater("503"), provider="twilio", next_attempt_at=clock() + timedelta(seconds=30))
+    assert status(ledger, event.notification_id) is Status.RETRYING
+    assert ledger.due_for_enqueue(stuck_after=60) == []  # not due yet
+    clock.advance(31)
+    assert ledger.due_for_enqueue(stuck_after=60) == [event.notification_id]
+    assert ledger.due_for_enqueue(stuck_after=60) == []  # touched: not picked twice
+    again = ledger.claim(event.notification_id)
+    assert again is not None and again.attempt == 2
+    # The old claim's token no longer proves anything.
+    assert not ledger.record_sent(claim, Receipt("twilio", "SM-old"))
+    assert ledger.record_sent(again, Receipt("twilio", "SM-new"))
+    view = get_notification(ledger.engine, event.notification_id)
+    assert view is not None and view.provider_message_id == "SM-new"
+    assert [a.outcome for a in view.history] == ["retry", "sent"]
+
+
+def test_uncounted_retry_gives_the_attempt_back(ledger: Ledger, clock: Clock) -> None:
+    event = parsed(sms())
+    ledger.accept(event)
+    claim = ledger.claim(event.notification_id)
+    assert claim is not None
+    ledger.record_retry(claim, RetryLater("rate"), provider=None, next_attempt_at=clock(), counted=False)
+    again = ledger.claim(event.notification_id)
+    assert again is not None and again.attempt == 1
+
+
+def test_stuck_rows_are_requeued_and_silent_senders_become_unknown(ledger: Ledger, clock: Clock) -> None:
+    queued, sending = parsed(sms()), parsed(basic_email())
+    ledger.accept(queued)
+    ledger.mark_queued(queued.notification_id)
+    ledger.accept(sending)
+    claim = ledger.claim(sending.notification_id)
+    assert claim is not None
+    clock.advance(130)
+    assert ledger.due_for_enqueue(stuck_after=120) == [queued.notification_id]
+    assert ledger.expire_sending(older_than=600) == []
+    clock.advance(600)
+    assert ledger.expire_sending(older_than=600) == [sending.notification_id]
+    assert status(ledger, sending.notification_id) is Status.UNKNOWN
+    assert ledger.claim(sending.notification_id) is None  # never resent on its own
+    # The presumed-dead worker reports after all: what it heard is the truth.
+    assert ledger.record_sent(claim, Receipt("outbox", "late-but-true"))
+    assert status(ledger, sending.notification_id) is Status.SENT
+
+
+def test_resend_rules(ledger: Ledger) -> None:
+    failed, sent = parsed(sms()), parsed(basic_email())
+    for event in (failed, sent):
+        ledger.accept(event)
+    claim = ledger.claim(failed.notification_id)
+    assert claim is not None
+    ledger.record_failed(claim, GiveUp("21211 invalid number"), provider="twilio")
+    claim2 = ledger.claim(sent.notification_id)
+    assert claim2 is not None
+    ledger.record_sent(claim2, Receipt("outbox", "x"))
+
+    assert ledger.resend("no-such-id") is ResendResult.NOT_FOUND
+    assert ledger.resend(sent.notification_id) is ResendResult.ALREADY_SENT
+    assert ledger.resend(failed.notification_id) is ResendResult.QUEUED
+    assert ledger.resend(failed.notification_id) is ResendResult.IN_FLIGHT
+    again = ledger.claim(failed.notification_id)
+    assert again is not None and again.attempt == 1  # a new cycle, a fresh budget
+    assert ledger.resend(sent.notification_id, force=True) is ResendResult.QUEUED
+
+
+def test_discard_and_reject(ledger: Ledger) -> None:
+    event = parsed(sms())
+    ledger.accept(event)
+    claim = ledger.claim(event.notification_id)
+    assert claim is not None
+    assert ledger.discard(event.notification_id) is DiscardResult.REFUSED  # in flight
+    ledger.record_failed(claim, RetryLater("gone"), provider="twilio", status=Status.DEAD)
+    assert ledger.discard(event.notification_id) is DiscardResult.DISCARDED
+    assert ledger.discard("nope") is DiscardResult.NOT_FOUND
+
+    first = ledger.reject("raw-abc", reason="data.to_number: not E.164", raw=b"x" * 100_000)
+    second = ledger.reject("raw-abc", reason="again")
+    assert first.created and not second.created
+    view = get_notification(ledger.engine, "raw-abc")
+    assert view is not None and view.status is Status.REJECTED and view.error == "data.to_number: not E.164"
+    assert ledger.resend("raw-abc") is ResendResult.NOT_RESENDABLE
+
+
+def test_retention_purges_personal_data_but_keeps_the_row(ledger: Ledger, clock: Clock) -> None:
+    event = parsed(basic_email())
+    ledger.accept(event)
+    claim = ledger.claim(event.notification_id)
+    assert claim is not None
+    ledger.record_sent(claim, Receipt("outbox", "x"))
+    assert ledger.purge_personal_data(older_than_days=7) == 0
+    clock.advance(8 * 86400)
+    assert ledger.purge_personal_data(older_than_days=7) == 1
+    view = get_notification(ledger.engine, event.notification_id)
+    assert view is not None
+    assert view.status is Status.SENT and view.recipient is None and view.purged_at is not None
+    assert ledger.resend(event.notification_id, force=True) is ResendResult.NOT_RESENDABLE
