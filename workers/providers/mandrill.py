@@ -156,7 +156,9 @@ def parse_send_response(status_code: int, headers: Mapping[str, str], body: byte
         name = str(payload.get("name") or "")
         detail = redact(str(payload.get("message") or ""))
         rule = ERROR_NAMES.get(name)
-        if rule is None:
+        if rule is None and status_code == 429:
+            rule = Rule(RETRY, "rate limited (HTTP 429)")
+        elif rule is None:
             # An error name we have not classified: retry, and let the retry budget bound it.
             rule = Rule(RETRY, f"unclassified error {name or 'without a name'}")
         _raise(rule, detail, code=name or f"http-{status_code}", retry_after=retry_after)
