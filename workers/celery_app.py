@@ -10,9 +10,6 @@ from kombu import Exchange, Queue
 
 from workers.settings import Settings, get_settings
 
-TASK_QUEUE = "notify"
-
-
 def embedded_transport_options(state_dir: Path) -> dict[str, Any]:
     """Folders of the embedded filesystem broker; one shared folder makes it a real queue."""
     root = state_dir.resolve() / "broker"
@@ -46,6 +43,7 @@ def broker_settings(settings: Settings) -> dict[str, Any]:
 
 
 def create_app(settings: Settings) -> Celery:
+    queue = settings.task_queue
     app = Celery("notify", set_as_current=True, include=["workers.tasks"])
     app.conf.update(
         **broker_settings(settings),
@@ -68,11 +66,11 @@ def create_app(settings: Settings) -> Celery:
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
         worker_redirect_stdouts=False,
-        task_queues=[Queue(TASK_QUEUE, Exchange(TASK_QUEUE, type="direct"), routing_key=TASK_QUEUE)],
-        task_default_queue=TASK_QUEUE,
-        task_default_exchange=TASK_QUEUE,
-        task_default_routing_key=TASK_QUEUE,
-        task_routes={"notifications.*": {"queue": TASK_QUEUE}},
+        task_queues=[Queue(queue, Exchange(queue, type="direct"), routing_key=queue, durable=True)],
+        task_default_queue=queue,
+        task_default_exchange=queue,
+        task_default_routing_key=queue,
+        task_routes={"notifications.*": {"queue": queue}},
         beat_schedule=(
             {
                 "notifications.sweep": {

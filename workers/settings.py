@@ -38,6 +38,7 @@ class Settings(BaseSettings):
     broker_url: str = ""  # empty: the embedded filesystem transport under state_dir
     database_url: str = ""  # empty: a SQLite file in the working directory
     state_dir: Path = Path(".notify")  # embedded broker folders live here
+    task_queue: str = "notify"
     event_exchange: str = "events"
     event_queue: str = "notify.events"
     event_routing_keys: Annotated[tuple[str, ...], NoDecode] = (

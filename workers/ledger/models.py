@@ -39,7 +39,7 @@ class Notification(Base):
 
     __tablename__ = "notifications"
 
-    id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
     channel: Mapped[str | None] = mapped_column(String(8))
     event_type: Mapped[str | None] = mapped_column(String(80))
     template: Mapped[str | None] = mapped_column(String(80))
@@ -79,7 +79,7 @@ class Attempt(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     notification_id: Mapped[str] = mapped_column(
-        String(80), ForeignKey("notifications.id", ondelete="CASCADE"), index=True
+        String(128), ForeignKey("notifications.id", ondelete="CASCADE"), index=True
     )
     number: Mapped[int] = mapped_column(Integer)
     claim_token: Mapped[str] = mapped_column(String(64))

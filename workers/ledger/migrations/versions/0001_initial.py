@@ -21,7 +21,7 @@ TS = sa.DateTime(timezone=True)
 def upgrade() -> None:
     op.create_table(
         "notifications",
-        sa.Column("id", sa.String(80), primary_key=True),
+        sa.Column("id", sa.String(128), primary_key=True),
         sa.Column("channel", sa.String(8)),
         sa.Column("event_type", sa.String(80)),
         sa.Column("template", sa.String(80)),
@@ -52,7 +52,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column(
             "notification_id",
-            sa.String(80),
+            sa.String(128),
             sa.ForeignKey("notifications.id", ondelete="CASCADE"),
             nullable=False,
         ),
