@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol
 from datetime import timedelta
 
 import structlog
@@ -31,6 +33,18 @@ log = structlog.get_logger("workers.dispatch")
 Enqueue = Callable[[str, str], None]  # (notification_id, non-personal label for Flower)
 
 
+class _Timer:
+    """Measures the provider call alone (not rendering), for the latency histogram."""
+
+    seconds: float | None = None
+
+    def __enter__(self) -> None:
+        self._started = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.perf_counter() - self._started
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """What one deliver call did; ``retry_in`` is set when the next attempt should be scheduled."""
@@ -39,6 +53,45 @@ class Outcome:
     status: Status | None  # None: another worker holds the row, or it is already done
     provider: str | None = None
     retry_in: float | None = None
+
+
+class Observer(Protocol):
+    """Hears what happened to each notification (metrics hang here); must never raise."""
+
+    def intake(self, outcome: Intake, event_type: str | None, channel: str | None) -> None: ...
+
+    def delivered(
+        self,
+        claim: Claim,
+        status: Status,
+        provider: str | None,
+        *,
+        provider_seconds: float | None,
+        end_to_end_seconds: float | None,
+    ) -> None: ...
+
+    def swept(self, found: dict[str, int]) -> None: ...
+
+
+class NullObserver:
+    """The observer used when nobody is listening."""
+
+    def intake(self, outcome: Intake, event_type: str | None, channel: str | None) -> None:
+        pass
+
+    def delivered(
+        self,
+        claim: Claim,
+        status: Status,
+        provider: str | None,
+        *,
+        provider_seconds: float | None,
+        end_to_end_seconds: float | None,
+    ) -> None:
+        pass
+
+    def swept(self, found: dict[str, int]) -> None:
+        pass
 
 
 class Intake(StrEnum):
@@ -67,7 +120,9 @@ class Dispatcher:
         sms: SmsProvider,
         policy: RetryPolicy,
         enqueue: Enqueue,
+        observer: Observer | None = None,
     ) -> None:
+        self.observer: Observer = observer or NullObserver()
         self.ledger = ledger
         self.composer = composer
         self.email = email
@@ -89,6 +144,9 @@ class Dispatcher:
             bound.info("event.accepted", duplicate=not result.created)
         else:
             bound.info("event.duplicate", status=result.status.value)
+        self.observer.intake(
+            Intake.ACCEPTED if result.created else Intake.DUPLICATE, event.event_type, event.channel.value
+        )
         return result
 
     def receive(
@@ -104,6 +162,7 @@ class Dispatcher:
             event = parse_event(body, content_type, routing_key=routing_key, templates=templates)
         except NotOurEvent as exc:
             log.info("event.ignored", event_type=exc.type_name, routing_key=routing_key)
+            self.observer.intake(Intake.IGNORED, exc.type_name, None)
             return Intake.IGNORED
         except InvalidEvent as exc:
             self.reject(exc, raw=body)
@@ -124,6 +183,8 @@ class Dispatcher:
             reason=error.reason,
             duplicate=not result.created,
         )
+        if result.created:
+            self.observer.intake(Intake.REJECTED, error.event_type, None)
         return result
 
     # -- delivery ---------------------------------------------------------------------------
@@ -139,34 +200,51 @@ class Dispatcher:
             channel=claim.channel.value,
             attempt=claim.attempt,
         )
+        timer = _Timer()
         try:
-            receipt = self._send(claim)
+            receipt = self._send(claim, timer)
         except RetryLater as exc:
-            return self._retry(claim, exc, bound)
+            outcome = self._retry(claim, exc, bound)
         except ProviderMisconfigured as exc:
             # Loud, and slow to retry: a bad key fails every message until someone fixes it.
             bound.error("deliver.misconfigured", provider=exc.provider, error=str(exc))
-            return self._retry(claim, exc, bound, floor=self.policy.cap)
+            outcome = self._retry(claim, exc, bound, floor=self.policy.cap)
         except (GiveUp, TemplateError, InvalidEvent) as exc:
             provider = getattr(exc, "provider", None) or None
             self.ledger.record_failed(claim, exc, provider=provider)
             bound.warning("deliver.failed", provider=provider, error_class=type(exc).__name__, error=str(exc))
-            return Outcome(notification_id, Status.FAILED, provider)
-        except NotifyError as exc:  # pragma: no cover - every NotifyError is handled above
-            return self._retry(claim, exc, bound)
+            outcome = Outcome(notification_id, Status.FAILED, provider)
         except Exception as exc:
             # A bug of ours, not a provider's answer: retry within the budget, and say so.
             bound.exception("deliver.crashed", error_class=type(exc).__name__)
-            return self._retry(claim, exc, bound)
-        self.ledger.record_sent(claim, receipt)
-        bound.info("deliver.sent", provider=receipt.provider, provider_message_id=receipt.provider_message_id)
-        return Outcome(notification_id, Status.SENT, receipt.provider)
+            outcome = self._retry(claim, exc, bound)
+        else:
+            self.ledger.record_sent(claim, receipt)
+            bound.info(
+                "deliver.sent", provider=receipt.provider, provider_message_id=receipt.provider_message_id
+            )
+            outcome = Outcome(notification_id, Status.SENT, receipt.provider)
+        end_to_end = None
+        if outcome.status is Status.SENT and claim.occurred_at is not None:
+            end_to_end = (self.ledger.clock() - claim.occurred_at).total_seconds()
+        if outcome.status is not None:
+            self.observer.delivered(
+                claim,
+                outcome.status,
+                outcome.provider,
+                provider_seconds=timer.seconds,
+                end_to_end_seconds=end_to_end,
+            )
+        return outcome
 
-    def _send(self, claim: Claim) -> Receipt:
+    def _send(self, claim: Claim, timer: _Timer) -> Receipt:
         if claim.channel is Channel.SMS:
-            return self.sms.send_sms(self.composer.sms(claim.notification_id, claim.payload))
-        message = self.composer.email(claim.notification_id, claim.event_type, claim.payload)
-        return self.email.send_email(message)
+            sms = self.composer.sms(claim.notification_id, claim.payload)
+            with timer:
+                return self.sms.send_sms(sms)
+        email = self.composer.email(claim.notification_id, claim.event_type, claim.payload)
+        with timer:
+            return self.email.send_email(email)
 
     def _retry(
         self,
@@ -213,4 +291,5 @@ class Dispatcher:
         found = {"requeued": len(requeued), "unknown": len(unknown), "purged": purged}
         if any(found.values()):
             log.info("sweep.done", **found)
+        self.observer.swept(found)
         return found
