@@ -420,3 +420,23 @@ def test_parsed_event_is_frozen() -> None:
     assert isinstance(parsed, ParsedEvent)
     with pytest.raises(AttributeError):
         parsed.notification_id = "other"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("core", "baggage", "field"),
+    [
+        ({"name": "a\x00b"}, {}, "core.name"),
+        ({}, {"k": "v\x00"}, "baggage"),
+        ({}, {"k\x00": "v"}, "baggage"),
+        ({"user_id": "u" * 8193}, {}, "core.user_id"),
+    ],
+)
+def test_stored_envelope_values_must_fit_a_text_column(
+    core: dict[str, str], baggage: dict[str, str], field: str
+) -> None:
+    message = event(sms(), **core)
+    message.baggage.update(baggage)
+    with pytest.raises(InvalidEvent) as info:
+        parse_event(to_binary(message), None)
+    assert info.value.field == field
+    assert info.value.notification_id == EVENT_ID

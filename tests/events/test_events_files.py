@@ -8,6 +8,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from events_samples import event, sms
 
 from workers.errors import InvalidEvent
 from workers.events import OUR_EVENT_TYPES, load_event_file, parse_event, to_binary, to_json_bytes
@@ -109,3 +110,16 @@ def test_json_and_binary_examples_round_trip_through_the_encoders() -> None:
     for builder in valid:
         message = builder()
         assert parse_event(to_binary(message), None) == parse_event(to_json_bytes(message), None)
+
+
+def test_routing_key_of_a_binary_file_that_only_looks_like_json(tmp_path: Path) -> None:
+    message = event(sms(), event_id="")
+    message.core.token_id = "t" * (123 - len(message.core.SerializeToString()) - 2)
+    body = to_binary(message)
+    assert body.startswith(b"\n{")
+    assert load_event_file(_write(tmp_path / "e.pb", body)).routing_key == "events.SMSNotification"
+
+
+def _write(path: Path, body: bytes) -> Path:
+    path.write_bytes(body)
+    return path

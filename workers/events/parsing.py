@@ -20,6 +20,7 @@ import structlog
 from google.protobuf.message import Message
 
 from workers.errors import InvalidEvent, NotOurEvent
+from workers.events.core_pb2 import VtEvent
 from workers.events.schema import (
     BASIC_EMAIL,
     DEFAULT_TEMPLATES,
@@ -47,6 +48,7 @@ CORE_FIELDS = (
     "token_id",
 )
 MAX_ID_CHARS = 128
+MAX_ENVELOPE_VALUE_CHARS = 8 * 1024  # per core field, baggage or trace entry
 _RECIPIENT_FIELDS = {
     BASIC_EMAIL: "to_address",
     SMS_NOTIFICATION: "to_number",
@@ -162,6 +164,21 @@ def _identify(envelope: Envelope, type_name: str, payload: Message | None) -> st
     return core_id
 
 
+def _check_envelope_strings(event: VtEvent) -> None:
+    """The envelope values we store (core, baggage, trace context) must fit a database text column."""
+    items: list[tuple[str, str]] = [(f"core.{name}", getattr(event.core, name)) for name in CORE_FIELDS]
+    for where, mapping in (("baggage", event.baggage), ("trace.trace_context", event.trace.trace_context)):
+        items += [(where, key) for key in mapping] + [(where, value) for value in mapping.values()]
+    for field, value in items:
+        if "\x00" in value:  # PostgreSQL text and JSON cannot hold NUL
+            raise InvalidEvent("contains a NUL character", field=field)
+        if len(value) > MAX_ENVELOPE_VALUE_CHARS:
+            raise InvalidEvent(
+                f"holds a value of {len(value)} characters; the limit is {MAX_ENVELOPE_VALUE_CHARS}",
+                field=field,
+            )
+
+
 def _parse(envelope: Envelope, routing_key: str | None, templates: Collection[str]) -> ParsedEvent:
     claimed = routing_key if routing_key in OUR_EVENT_TYPES else None
     type_name = envelope.type_name
@@ -184,6 +201,7 @@ def _parse(envelope: Envelope, routing_key: str | None, templates: Collection[st
         raise _reject(exc, _identify(envelope, type_name, None), type_name) from None
     notification_id = _identify(envelope, type_name, payload)
     try:
+        _check_envelope_strings(envelope.event)
         canonical = validate_payload(payload, templates, notification_id=notification_id)
     except InvalidEvent as exc:
         raise _reject(exc, notification_id, type_name) from None

@@ -200,11 +200,20 @@ def peek_type_name(body: bytes, content_type: str | None) -> str:
     """
     try:
         encoding = encoding_for(content_type)
-        if encoding is Encoding.JSON or (encoding is None and looks_like_json(body)):
+    except InvalidEvent:
+        return ""
+    if encoding is Encoding.JSON or (encoding is None and looks_like_json(body)):
+        try:
             loaded = _load_json(body)
-            data = loaded.get("data") if isinstance(loaded, dict) else None
+        except InvalidEvent:
+            loaded = None
+        if isinstance(loaded, dict):
+            data = loaded.get("data")
             type_url = data.get("@type") if isinstance(data, dict) else None
             return type_name_from_url(type_url) if isinstance(type_url, str) else ""
+        if encoding is Encoding.JSON:
+            return ""
+    try:
         return _decode_binary(body).type_name
     except InvalidEvent:
         return ""
