@@ -1,4 +1,4 @@
-"""Packaging hook: carries the top-level templates/ and examples/ into the wheel as workers/templates and workers/examples."""
+"""Packaging hook: carries the top-level templates/ and examples/ into the wheel under workers/."""
 
 from __future__ import annotations
 
@@ -19,7 +19,9 @@ class BuildPyWithData(build_py):
             source = HERE / name
             if source.is_dir():
                 target = Path(self.build_lib) / "workers" / name
-                shutil.copytree(source, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+                shutil.copytree(
+                    source, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.py", "__pycache__")
+                )
 
 
 setup(cmdclass={"build_py": BuildPyWithData})

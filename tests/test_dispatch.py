@@ -100,7 +100,9 @@ def test_accept_enqueues_once_and_delivery_writes_the_outbox(ledger: Ledger, tmp
 
 
 def test_transient_failures_retry_then_die_when_the_budget_is_spent(ledger: Ledger) -> None:
-    provider = ScriptedProvider(RetryLater("503", provider="p"), RetryLater("503", provider="p"), RetryLater("503"))
+    provider = ScriptedProvider(
+        RetryLater("503", provider="p"), RetryLater("503", provider="p"), RetryLater("503")
+    )
     dispatcher, _ = make(ledger, provider)
     event = parsed(basic_email())
     dispatcher.accept(event)
@@ -111,7 +113,11 @@ def test_transient_failures_retry_then_die_when_the_budget_is_spent(ledger: Ledg
     third = dispatcher.deliver(event.notification_id)
     assert third.status is Status.DEAD
     view = get_notification(ledger.engine, event.notification_id)
-    assert view is not None and view.attempts == 3 and [a.outcome for a in view.history] == ["retry", "retry", "dead"]
+    assert (
+        view is not None
+        and view.attempts == 3
+        and [a.outcome for a in view.history] == ["retry", "retry", "dead"]
+    )
 
 
 def test_retry_after_from_the_provider_is_honoured(ledger: Ledger) -> None:
@@ -122,7 +128,9 @@ def test_retry_after_from_the_provider_is_honoured(ledger: Ledger) -> None:
 
 
 def test_permanent_refusal_fails_at_once_with_the_reason(ledger: Ledger) -> None:
-    dispatcher, _ = make(ledger, ScriptedProvider(GiveUp("21211: invalid 'To' number", provider="twilio", code="21211")))
+    dispatcher, _ = make(
+        ledger, ScriptedProvider(GiveUp("21211: invalid 'To' number", provider="twilio", code="21211"))
+    )
     event = parsed(sms())
     dispatcher.accept(event)
     assert dispatcher.deliver(event.notification_id).status is Status.FAILED
@@ -131,7 +139,9 @@ def test_permanent_refusal_fails_at_once_with_the_reason(ledger: Ledger) -> None
 
 
 def test_misconfiguration_waits_long_and_rate_limits_do_not_burn_attempts(ledger: Ledger) -> None:
-    dispatcher, _ = make(ledger, ScriptedProvider(ProviderMisconfigured("Invalid_Key"), RateLimited("wait", retry_after=0.5)))
+    dispatcher, _ = make(
+        ledger, ScriptedProvider(ProviderMisconfigured("Invalid_Key"), RateLimited("wait", retry_after=0.5))
+    )
     event = parsed(basic_email())
     dispatcher.accept(event)
     slow = dispatcher.deliver(event.notification_id)
@@ -177,9 +187,26 @@ def test_receive_classifies_raw_messages(ledger: Ledger) -> None:
     dispatcher, queued = make(ledger, ScriptedProvider())
     templates = frozenset({"mention-notification", "mention-notification-bulk"})
     good = json.dumps(sms()).encode()
-    assert dispatcher.receive(good, "application/json", "events.SMSNotification", templates=templates) is Intake.ACCEPTED
-    assert dispatcher.receive(good, "application/json", "events.SMSNotification", templates=templates) is Intake.DUPLICATE
-    assert dispatcher.receive(b"\x00garbage", "application/x-protobuf", "events.BasicEmail", templates=templates) is Intake.REJECTED
-    other = {"core": {"id": "x-1"}, "data": {"@type": "type.googleapis.com/events.LoginFailed", "ip": "1.2.3.4"}}
-    assert dispatcher.receive(json.dumps(other).encode(), "application/json", "events.LoginFailed", templates=templates) is Intake.IGNORED
+    assert (
+        dispatcher.receive(good, "application/json", "events.SMSNotification", templates=templates)
+        is Intake.ACCEPTED
+    )
+    assert (
+        dispatcher.receive(good, "application/json", "events.SMSNotification", templates=templates)
+        is Intake.DUPLICATE
+    )
+    assert (
+        dispatcher.receive(b"\x00garbage", "application/x-protobuf", "events.BasicEmail", templates=templates)
+        is Intake.REJECTED
+    )
+    other = {
+        "core": {"id": "x-1"},
+        "data": {"@type": "type.googleapis.com/events.LoginFailed", "ip": "1.2.3.4"},
+    }
+    assert (
+        dispatcher.receive(
+            json.dumps(other).encode(), "application/json", "events.LoginFailed", templates=templates
+        )
+        is Intake.IGNORED
+    )
     assert len(queued) == 1

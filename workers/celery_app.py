@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Any
 
 from celery import Celery
-from kombu import Exchange, Queue
+from kombu.entity import Exchange, Queue
 
 from workers.settings import Settings, get_settings
+
 
 def embedded_transport_options(state_dir: Path) -> dict[str, Any]:
     """Folders of the embedded filesystem broker; one shared folder makes it a real queue."""

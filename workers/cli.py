@@ -67,7 +67,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace, extra: list[str]) -
         engine = make_engine(settings.resolved_database_url)
         upgrade(engine)
         engine.dispose()
-    from workers.tasks import app
+    from workers.celery_app import app
 
     argv = [
         "worker",
@@ -89,7 +89,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace, extra: list[str]) -
 
 
 def _connection(settings: Settings) -> Any:
-    from kombu import Connection
+    from kombu.connection import Connection
 
     from workers.celery_app import broker_settings
 
@@ -99,7 +99,7 @@ def _connection(settings: Settings) -> Any:
 
 def publish_files(settings: Settings, paths: Sequence[Path], routing_key: str | None = None) -> list[str]:
     """Put each event file on the bus; returns one line of report per file."""
-    from kombu import Producer
+    from kombu.messaging import Producer
 
     from workers.events import load_event_file
     from workers.ingest import declare_bus, publish_event
@@ -164,7 +164,9 @@ def cmd_render(settings: Settings, args: argparse.Namespace) -> int:
     # Accept the event's place_holders (or a whole MentionEmailGenerated payload) as data.
     if isinstance(data, dict) and "place_holders" in data:
         data = mention_template_data(
-            data["place_holders"], from_name=data.get("from_name", ""), service_name=data.get("service_name", "")
+            data["place_holders"],
+            from_name=data.get("from_name", ""),
+            service_name=data.get("service_name", ""),
         )
     elif isinstance(data, dict) and "mentions" in data:
         data = mention_template_data(data, from_name="", service_name="")
@@ -197,7 +199,10 @@ def _row_line(item: Any) -> str:
     )
 
 
-HEADER = f"{'ID':<38} {'EVENT':<22} {'CHAN':<6} {'STATUS':<10} {'PROVIDER':<9} {'TRY':>3}  {'CREATED (UTC)':<19}  ERROR"
+HEADER = (
+    f"{'ID':<38} {'EVENT':<22} {'CHAN':<6} {'STATUS':<10} {'PROVIDER':<9} {'TRY':>3}  "
+    f"{'CREATED (UTC)':<19}  ERROR"
+)
 
 
 def cmd_list(settings: Settings, args: argparse.Namespace, statuses: tuple[Status, ...]) -> int:
@@ -212,7 +217,9 @@ def cmd_list(settings: Settings, args: argparse.Namespace, statuses: tuple[Statu
         until=args.until,
     )
     try:
-        page = list_notifications(_engine(settings), query, page_size=args.page_size, page_token=args.page_token)
+        page = list_notifications(
+            _engine(settings), query, page_size=args.page_size, page_token=args.page_token
+        )
     except BadQuery as exc:
         _err(f"notify: {exc}")
         return EXIT_USAGE
@@ -422,8 +429,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return _demo_report(settings, expected, rows)
 
 
-
-
 def _wait_terminal(engine: Any, ids: set[str], worker: subprocess.Popen[bytes]) -> dict[str, Any]:
     from workers.ledger.queries import get_notification
 
@@ -517,7 +522,9 @@ def build_parser() -> argparse.ArgumentParser:
     failed = sub.add_parser("failed", help="act on failed notifications").add_subparsers(
         dest="action", required=True
     )
-    _list_options(failed.add_parser("list", help="failed, dead, unknown and rejected rows"), with_status=False)
+    _list_options(
+        failed.add_parser("list", help="failed, dead, unknown and rejected rows"), with_status=False
+    )
     resend = failed.add_parser("resend", help="deliver again (through notifications.resend)")
     resend.add_argument("ids", nargs="*")
     resend.add_argument("--all", action="store_true", help="every failed, dead and unknown row")
@@ -550,8 +557,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "render":
             return cmd_render(settings, args)
         if args.command == "deliveries":
-            return cmd_list(settings, args, tuple(args.status or ())) if args.action == "list" else cmd_show(
-                settings, args
+            return (
+                cmd_list(settings, args, tuple(args.status or ()))
+                if args.action == "list"
+                else cmd_show(settings, args)
             )
         if args.command == "failed":
             if args.action == "list":

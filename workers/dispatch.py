@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 from typing import Protocol
-from datetime import timedelta
 
 import structlog
 
@@ -15,7 +15,6 @@ from workers.compose import Composer
 from workers.errors import (
     GiveUp,
     InvalidEvent,
-    NotifyError,
     NotOurEvent,
     ProviderMisconfigured,
     RateLimited,
@@ -172,9 +171,7 @@ class Dispatcher:
 
     def reject(self, error: InvalidEvent, *, raw: bytes | None = None) -> AcceptResult:
         notification_id = error.notification_id or "unknown"
-        result = self.ledger.reject(
-            notification_id, reason=str(error), event_type=error.event_type, raw=raw
-        )
+        result = self.ledger.reject(notification_id, reason=str(error), event_type=error.event_type, raw=raw)
         log.warning(
             "event.rejected",
             notification_id=notification_id,
@@ -272,14 +269,14 @@ class Dispatcher:
         self.ledger.record_retry(
             claim, exc, provider=provider, next_attempt_at=now + timedelta(seconds=wait), counted=counted
         )
-        bound.info("deliver.retry", provider=provider, error_class=type(exc).__name__, retry_in=round(wait, 3))
+        bound.info(
+            "deliver.retry", provider=provider, error_class=type(exc).__name__, retry_in=round(wait, 3)
+        )
         return Outcome(claim.notification_id, Status.RETRYING, provider, retry_in=wait)
 
     # -- sweeper ----------------------------------------------------------------------------
 
-    def sweep(
-        self, *, stuck_after: float, sending_timeout: float, retention_days: float
-    ) -> dict[str, int]:
+    def sweep(self, *, stuck_after: float, sending_timeout: float, retention_days: float) -> dict[str, int]:
         """One pass of the sweeper; returns counts of what it found."""
         requeued = self.ledger.due_for_enqueue(stuck_after=stuck_after)
         for notification_id in requeued:

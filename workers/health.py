@@ -30,18 +30,22 @@ def check_database(settings: Settings) -> Check:
     finally:
         engine.dispose()
     if current != head:
-        return Check("database", False, f"schema at {current or 'nothing'}, expected {head}; run `notify db upgrade`")
+        return Check(
+            "database", False, f"schema at {current or 'nothing'}, expected {head}; run `notify db upgrade`"
+        )
     return Check("database", True, f"reachable, schema at {current}")
 
 
 def check_broker(settings: Settings) -> Check:
-    from kombu import Connection
+    from kombu.connection import Connection
 
     from workers.celery_app import broker_settings
 
     conf = broker_settings(settings)
     try:
-        with Connection(conf["broker_url"], transport_options=conf.get("broker_transport_options", {})) as conn:
+        with Connection(
+            conf["broker_url"], transport_options=conf.get("broker_transport_options", {})
+        ) as conn:
             conn.ensure_connection(max_retries=1, timeout=5)
     except Exception as exc:
         return Check("broker", False, f"{type(exc).__name__}: {exc}".splitlines()[0])

@@ -8,7 +8,9 @@ from typing import Any
 
 import structlog
 from celery import bootsteps
-from kombu import Connection, Consumer, Exchange, Producer, Queue, binding
+from kombu.connection import Connection
+from kombu.entity import Exchange, Queue, binding
+from kombu.messaging import Consumer, Producer
 from kombu.message import Message
 
 from workers.dispatch import Dispatcher, Intake

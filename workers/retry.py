@@ -35,9 +35,9 @@ class RetryPolicy:
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
-        ceiling = min(self.cap, self.base * (2 ** max(0, attempt - 1)))
+        ceiling: float = min(self.cap, self.base * 2.0 ** max(0, attempt - 1))
         # Half fixed, half random: never sooner than half the step, never two in lockstep.
-        wait = ceiling / 2 + self.jitter(0.0, ceiling / 2)
+        wait = ceiling / 2 + float(self.jitter(0.0, ceiling / 2))
         if retry_after is not None and retry_after > wait:
             wait = min(retry_after, self.max_age)
         return wait

@@ -136,8 +136,10 @@ def load_settings(**overrides: object) -> Settings:
         problems = []
         for error in exc.errors():
             loc = ".".join(str(part) for part in error["loc"])
-            env = loc.upper() if loc.isupper() or loc.startswith(("MANDRILL", "SMTP", "TWILIO")) else (
-                "NOTIFY_" + loc.upper()
+            env = (
+                loc.upper()
+                if loc.isupper() or loc.startswith(("MANDRILL", "SMTP", "TWILIO"))
+                else ("NOTIFY_" + loc.upper())
             )
             problems.append(f"{env}: {error['msg']}")
         raise ConfigurationError("invalid configuration: " + "; ".join(problems)) from None

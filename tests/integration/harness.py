@@ -22,7 +22,9 @@ from workers.ledger.queries import NotificationView, get_notification
 from workers.settings import Settings, load_settings
 
 
-def isolated_env(tmp_path: Path, *, broker_url: str = "", database_url: str = "", **extra: str) -> dict[str, str]:
+def isolated_env(
+    tmp_path: Path, *, broker_url: str = "", database_url: str = "", **extra: str
+) -> dict[str, str]:
     """Environment for one worker: its own queues, exchange, outbox and state folder."""
     tag = uuid.uuid4().hex[:8]
     env = {

@@ -41,7 +41,9 @@ def example_messages() -> tuple[list[tuple[bytes, str, str]], dict[str, Path], l
     ("broker", "ledger"),
     [("embedded", "sqlite"), ("rabbitmq", "postgres"), ("redis", "postgres"), ("rabbitmq", "sqlite")],
 )
-def test_examples_are_delivered_end_to_end(broker: str, ledger: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+def test_examples_are_delivered_end_to_end(
+    broker: str, ledger: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     broker_url = {"embedded": "", "rabbitmq": RABBITMQ_URL, "redis": REDIS_URL}[broker]
     if broker != "embedded":
         require_service(broker)
@@ -55,7 +57,9 @@ def test_examples_are_delivered_end_to_end(broker: str, ledger: str, tmp_path: P
         publish_raw(worker.settings, messages)
         rows = wait_for(worker.settings, valid, worker=worker, timeout=90)
         rejected = wait_for(worker.settings, invalid, worker=worker, timeout=30)
-    assert {i: (r.status if r else None) for i, r in rows.items()} == {i: Status.SENT for i in valid}, worker.log()[-3000:]
+    assert {i: (r.status if r else None) for i, r in rows.items()} == {i: Status.SENT for i in valid}, (
+        worker.log()[-3000:]
+    )
     outbox = tmp_path / "outbox"
     emails = sorted(p.stem for p in (outbox / "email").glob("*.eml"))
     texts = sorted(p.stem for p in (outbox / "sms").glob("*.json"))
@@ -89,11 +93,10 @@ def test_python_producers_submit_through_the_accept_task(tmp_path: Path) -> None
     env = isolated_env(tmp_path, broker_url=RABBITMQ_URL)
     events = [basic_email(), sms(), mention(mentions=3, template="mention-notification-bulk")]
     with WorkerProcess(env, tmp_path / "worker.log") as worker:
-        from tests.integration.harness import connection
-
         # Use the real producer helper against this worker's queue, as a Python service would.
         from celery import Celery
 
+        from tests.integration.harness import connection
         from workers.celery_app import create_app
 
         app: Celery = create_app(worker.settings)

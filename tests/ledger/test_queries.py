@@ -56,6 +56,7 @@ def test_filters(ledger: Ledger) -> None:
     ledger.accept(email)
     ledger.accept(text)
     ledger.reject("raw-1", reason="bad")
+
     def ids(query: ListFilter) -> list[str]:
         return [i.id for i in list_notifications(ledger.engine, query).items]
 

@@ -115,7 +115,9 @@ def test_retry_then_claim_again_counts_attempts(ledger: Ledger, clock: Clock) ->
     ledger.accept(event)
     claim = ledger.claim(event.notification_id)
     assert claim is not None and claim.attempt == 1
-    ledger.record_retry(claim, RetryLater("503"), provider="twilio", next_attempt_at=clock() + timedelta(seconds=30))
+    ledger.record_retry(
+        claim, RetryLater("503"), provider="twilio", next_attempt_at=clock() + timedelta(seconds=30)
+    )
     assert status(ledger, event.notification_id) is Status.RETRYING
     assert ledger.due_for_enqueue(stuck_after=60) == []  # not due yet
     clock.advance(31)

@@ -52,7 +52,9 @@ class Notification(Base):
     recipient: Mapped[str | None] = mapped_column(String(320))
     payload: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
     raw: Mapped[bytes | None] = mapped_column(LargeBinary)
-    meta: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))  # core ids, baggage, trace context
+    meta: Mapped[dict[str, Any] | None] = mapped_column(
+        JSON(none_as_null=True)
+    )  # core ids, baggage, trace context
     claim_token: Mapped[str | None] = mapped_column(String(64))
     # The retry budget counts from the start of the current cycle; an operator's resend starts one.
     cycle_started_at: Mapped[datetime] = mapped_column()

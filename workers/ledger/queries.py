@@ -1,4 +1,4 @@
-"""Read-only operator queries: filtered, newest-first listing with opaque keyset page tokens, and one row's story."""
+"""Read-only operator queries: filtered newest-first listing with opaque page tokens, and one row's story."""
 
 from __future__ import annotations
 
@@ -206,10 +206,7 @@ def list_notifications(
         created_at, last_id = decode_token(page_token, fingerprint)
         conditions.append(or_(n.created_at < created_at, and_(n.created_at == created_at, n.id < last_id)))
     stmt = (
-        select(*_COLUMNS)
-        .where(*conditions)
-        .order_by(n.created_at.desc(), n.id.desc())
-        .limit(page_size + 1)
+        select(*_COLUMNS).where(*conditions).order_by(n.created_at.desc(), n.id.desc()).limit(page_size + 1)
     )
     with engine.connect() as conn:
         rows = conn.execute(stmt).all()

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Engine, and_, insert, or_, select, update
+from sqlalchemy import Engine, Table, and_, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from workers.events import ParsedEvent
@@ -85,6 +85,7 @@ class Ledger:
 
     def _insert_ignore(self, values: dict[str, Any]) -> bool:
         table = Notification.__table__
+        assert isinstance(table, Table)
         stmt: Any
         if self._dialect == "postgresql":
             stmt = postgresql.insert(table).values(**values).on_conflict_do_nothing(index_elements=["id"])
@@ -388,9 +389,7 @@ class Ledger:
         now = self.clock()
         cutoff = now - timedelta(seconds=stuck_after)
         n = Notification
-        stuck = and_(
-            n.status.in_([Status.ACCEPTED.value, Status.QUEUED.value]), n.updated_at < cutoff
-        )
+        stuck = and_(n.status.in_([Status.ACCEPTED.value, Status.QUEUED.value]), n.updated_at < cutoff)
         due = and_(n.status == Status.RETRYING.value, n.next_attempt_at <= now)
         with self.engine.begin() as conn:
             candidates = conn.execute(
@@ -431,7 +430,9 @@ class Ledger:
         now = self.clock()
         cutoff = now - timedelta(days=older_than_days)
         n = Notification
-        finished = [s.value for s in (Status.SENT, Status.DISCARDED, Status.REJECTED, Status.FAILED, Status.DEAD)]
+        finished = [
+            s.value for s in (Status.SENT, Status.DISCARDED, Status.REJECTED, Status.FAILED, Status.DEAD)
+        ]
         with self.engine.begin() as conn:
             return int(
                 conn.execute(
