@@ -1,0 +1,121 @@
+"""Conformance cases: vendored spec data and our corpus, paired with handlebars.js's own outputs.
+
+Expected outputs come from ``tests/rendering/oracle/*.json``, written by
+``tools/render-oracle/oracle.js`` running the pinned handlebars.js. Cases we deliberately do not
+support are skipped with the reason returned by ``skip_reason``; see ``templates/README.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).parent
+SPEC = HERE / "spec"
+ORACLE = HERE / "oracle"
+
+# compileOptions that change the language; we implement only handlebars.js's defaults.
+_UNSUPPORTED_OPTIONS = {
+    "compat": "compat mode (Mustache-style recursive context lookup) is not offered",
+    "knownHelpersOnly": "knownHelpersOnly compile option is not offered",
+    "strict": "strict mode is not offered",
+    "assumeObjects": "assumeObjects is not offered",
+    "data": "turning @data off is not offered",
+    "preventIndent": "preventIndent is not offered",
+    "explicitPartialContext": "explicitPartialContext is not offered",
+    "ignoreStandalone": "ignoreStandalone is not offered",
+    "stringParams": "stringParams (deprecated) is not offered",
+    "trackIds": "trackIds (deprecated) is not offered",
+    "knownHelpers": "knownHelpers declarations are irrelevant without custom helpers",
+}
+
+
+@dataclass(frozen=True)
+class Case:
+    group: str
+    index: int
+    label: str
+    template: str
+    data: Any
+    partials: dict[str, str]
+    expected: str | None  # None when handlebars.js raised
+    oracle_error: str | None
+    skip: str | None
+
+    @property
+    def id(self) -> str:
+        return f"{self.group}[{self.index}]"
+
+
+def _has_code(value: Any) -> bool:
+    if isinstance(value, dict):
+        return bool(value.get("!code")) or any(_has_code(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_code(v) for v in value)
+    return False
+
+
+def skip_reason(case: dict[str, Any]) -> str | None:
+    template = case.get("template", "")
+    for name in case.get("helpers") or {}:
+        if re.search(r"(?<![\w$-])" + re.escape(name) + r"(?![\w$-])", template):
+            return "uses a helper written as a JavaScript function (custom helpers are not part of our API)"
+    if case.get("decorators"):
+        return "uses a custom decorator written in JavaScript"
+    if _has_code(case.get("data")):
+        return "data holds JavaScript functions (lambdas); template data here is JSON"
+    if _has_code(case.get("partials")):
+        return "a partial is a JavaScript function"
+    for option in case.get("compileOptions") or {}:
+        if option in _UNSUPPORTED_OPTIONS:
+            return _UNSUPPORTED_OPTIONS[option]
+    for option in case.get("runtimeOptions") or {}:
+        return f"runtime option {option!r} (custom helpers/partials/@data injection) is not offered"
+    return None
+
+
+def _oracle(group: str) -> list[dict[str, Any]]:
+    loaded = json.loads((ORACLE / f"{group}.json").read_text(encoding="utf-8"))
+    return list(loaded["cases"])
+
+
+def _build(group: str, raw: list[dict[str, Any]], label_of: Any) -> list[Case]:
+    results = _oracle(group)
+    assert len(results) == len(raw), f"{group}: oracle out of date, rerun tools/render-oracle/oracle.js"
+    cases = []
+    for index, (case, result) in enumerate(zip(raw, results, strict=True)):
+        partials = case.get("partials") or {}
+        cases.append(
+            Case(
+                group=group,
+                index=index,
+                label=label_of(case),
+                template=case["template"],
+                data=case.get("data"),
+                partials=partials if not _has_code(partials) else {},
+                expected=result.get("output"),
+                oracle_error=result.get("error"),
+                skip=skip_reason(case),
+            )
+        )
+    return cases
+
+
+def all_cases() -> list[Case]:
+    cases: list[Case] = []
+    for path in sorted((SPEC / "handlebars").glob("*.json")):
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        cases += _build(
+            f"handlebars-{path.stem}", raw, lambda c: f"{c.get('description', '')} - {c.get('it', '')}"
+        )
+    for path in sorted((SPEC / "mustache").glob("*.json")):
+        raw = json.loads(path.read_text(encoding="utf-8"))["tests"]
+        cases += _build(f"mustache-{path.stem}", raw, lambda c: str(c.get("name", "")))
+    corpus = HERE / "corpus" / "handlebars.json"
+    if corpus.exists():
+        raw = json.loads(corpus.read_text(encoding="utf-8"))
+        cases += _build("corpus-handlebars", raw, lambda c: str(c.get("name", "")))
+    return cases
