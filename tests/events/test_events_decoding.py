@@ -440,3 +440,15 @@ def test_stored_envelope_values_must_fit_a_text_column(
         parse_event(to_binary(message), None)
     assert info.value.field == field
     assert info.value.notification_id == EVENT_ID
+
+
+def test_broken_events_without_ids_do_not_collapse_onto_one_row() -> None:
+    first = to_binary(VtEvent(core=Core(name="one")))
+    second = to_binary(VtEvent(core=Core(name="two")))
+    ids = set()
+    for body in (first, second, first):
+        with pytest.raises(InvalidEvent) as info:
+            parse_event(body, None, routing_key="events.BasicEmail")
+        assert info.value.notification_id is not None
+        ids.add(info.value.notification_id)
+    assert len(ids) == 2

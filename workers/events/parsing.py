@@ -87,7 +87,7 @@ def raw_id(body: bytes) -> str:
     return "raw-" + hashlib.sha256(body).hexdigest()[:_DIGEST_CHARS]
 
 
-def derived_id(type_name: str, payload: Message | bytes | Mapping[str, Any] | None) -> str:
+def derived_id(type_name: str, payload: Message | bytes | Mapping[str, Any]) -> str:
     """The id of an event without ``core.id``: a digest of its type and canonical payload.
 
     The payload is serialized deterministically with unknown fields dropped, so the same payload
@@ -150,7 +150,16 @@ def _reject(exc: InvalidEvent, notification_id: str, event_type: str | None) -> 
 def _identify(envelope: Envelope, type_name: str, payload: Message | None) -> str:
     """``core.id``, or a derived id (logged) when it is missing; InvalidEvent when it is unusable."""
     core_id = envelope.event.core.id
-    fallback = derived_id(type_name, payload if payload is not None else envelope.payload)
+    # Without a decodable payload, the payload as received; without any, the whole envelope, so
+    # that two different broken events do not collapse onto one row.
+    source: Message | bytes | Mapping[str, Any] = (
+        payload
+        if payload is not None
+        else envelope.payload
+        if envelope.payload is not None
+        else envelope.event
+    )
+    fallback = derived_id(type_name, source)
     if not core_id:
         log.warning("event.core_id_missing", event_type=type_name, notification_id=fallback)
         return fallback
