@@ -26,6 +26,7 @@ from workers.ledger import AcceptResult, Claim, Ledger
 from workers.messages import Channel, Receipt, Status
 from workers.providers.base import EmailProvider, SmsProvider
 from workers.retry import RetryPolicy
+from workers.tracing import delivery_span, provider_span
 
 log = structlog.get_logger("workers.dispatch")
 
@@ -198,6 +199,28 @@ class Dispatcher:
             attempt=claim.attempt,
         )
         timer = _Timer()
+        with delivery_span(
+            notification_id,
+            claim.meta.get("trace_context") or {},
+            channel=claim.channel.value,
+            attempt=claim.attempt,
+        ):
+            outcome = self._attempt(claim, timer, bound)
+        end_to_end = None
+        if outcome.status is Status.SENT and claim.occurred_at is not None:
+            end_to_end = (self.ledger.clock() - claim.occurred_at).total_seconds()
+        if outcome.status is not None:
+            self.observer.delivered(
+                claim,
+                outcome.status,
+                outcome.provider,
+                provider_seconds=timer.seconds,
+                end_to_end_seconds=end_to_end,
+            )
+        return outcome
+
+    def _attempt(self, claim: Claim, timer: _Timer, bound: structlog.typing.FilteringBoundLogger) -> Outcome:
+        notification_id = claim.notification_id
         try:
             receipt = self._send(claim, timer)
         except RetryLater as exc:
@@ -221,26 +244,15 @@ class Dispatcher:
                 "deliver.sent", provider=receipt.provider, provider_message_id=receipt.provider_message_id
             )
             outcome = Outcome(notification_id, Status.SENT, receipt.provider)
-        end_to_end = None
-        if outcome.status is Status.SENT and claim.occurred_at is not None:
-            end_to_end = (self.ledger.clock() - claim.occurred_at).total_seconds()
-        if outcome.status is not None:
-            self.observer.delivered(
-                claim,
-                outcome.status,
-                outcome.provider,
-                provider_seconds=timer.seconds,
-                end_to_end_seconds=end_to_end,
-            )
         return outcome
 
     def _send(self, claim: Claim, timer: _Timer) -> Receipt:
         if claim.channel is Channel.SMS:
             sms = self.composer.sms(claim.notification_id, claim.payload)
-            with timer:
+            with timer, provider_span(self.sms.name):
                 return self.sms.send_sms(sms)
         email = self.composer.email(claim.notification_id, claim.event_type, claim.payload)
-        with timer:
+        with timer, provider_span(self.email.name):
             return self.email.send_email(email)
 
     def _retry(
