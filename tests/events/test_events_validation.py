@@ -352,3 +352,13 @@ def test_wrong_json_types_in_the_envelope(envelope: dict[str, Any], field: str) 
         parse_event(json.dumps(doc).encode(), "application/json")
     assert info.value.field == field
     assert info.value.notification_id is not None and info.value.notification_id.startswith("raw-")
+
+
+def test_unknown_template_error_lists_what_we_have() -> None:
+    body = to_binary(event(mention(template="digest")))
+    with pytest.raises(InvalidEvent) as info:
+        parse_event(body, None, templates={"b-template", "a-template"})
+    assert "(a-template, b-template)" in str(info.value)
+    with pytest.raises(InvalidEvent) as none:
+        parse_event(body, None, templates=frozenset())
+    assert "no templates are installed" in str(none.value)

@@ -174,9 +174,9 @@ def validate_mention(
     result.template = message.template.strip()
     _required_text(result.template, "data.template")
     if result.template not in templates:
+        have = ", ".join(sorted(templates)) or "no templates are installed"
         raise InvalidEvent(
-            f"{_echo(result.template)} is not a template we have ({', '.join(sorted(templates))})",
-            field="data.template",
+            f"{_echo(result.template)} is not a template we have ({have})", field="data.template"
         )
     result.merge_language = _merge_language(message.merge_language)
 
