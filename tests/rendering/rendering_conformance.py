@@ -119,3 +119,45 @@ def all_cases() -> list[Case]:
         raw = json.loads(corpus.read_text(encoding="utf-8"))
         cases += _build("corpus-handlebars", raw, lambda c: str(c.get("name", "")))
     return cases
+
+
+def run_case(case: Case) -> tuple[bool, str]:
+    """(passed, what we produced); an expected handlebars.js error must be a TemplateError here."""
+    from workers.errors import TemplateError
+    from workers.rendering.handlebars import HandlebarsTemplate
+    from workers.rendering.hbs_helpers import BUILTIN_HELPERS
+
+    def compile_(source: str, name: str) -> HandlebarsTemplate:
+        # Plain handlebars.js has no Mandrill helpers; with them, fields named `url` or `title`
+        # would be shadowed (Mandrill's rule), which the spec data does not expect.
+        return HandlebarsTemplate(source, name=name, helpers=BUILTIN_HELPERS)
+
+    try:
+        partials = {name: compile_(source, name).as_partial() for name, source in case.partials.items()}
+        output = compile_(case.template, case.id).render(case.data, partials.get)
+    except TemplateError as error:
+        return case.expected is None, f"TemplateError: {error}"
+    return output == case.expected, output
+
+
+def main() -> None:
+    groups: dict[str, list[int]] = {}
+    for case in all_cases():
+        groups.setdefault(case.group, [0, 0, 0])
+        if case.skip:
+            groups[case.group][2] += 1
+            continue
+        ok, _ = run_case(case)
+        groups[case.group][0 if ok else 1] += 1
+    totals = [0, 0, 0]
+    print(f"{'group':34} {'pass':>9} {'rate':>7} {'skipped':>8}")
+    for group, (passed, failed, skipped) in groups.items():
+        run = passed + failed
+        print(f"{group:34} {passed:>4}/{run:<4} {100 * passed / run if run else 100:>6.1f}% {skipped:>8}")
+        totals = [totals[0] + passed, totals[1] + failed, totals[2] + skipped]
+    run = totals[0] + totals[1]
+    print(f"{'total':34} {totals[0]:>4}/{run:<4} {100 * totals[0] / run:>6.1f}% {totals[2]:>8}")
+
+
+if __name__ == "__main__":
+    main()

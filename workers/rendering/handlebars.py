@@ -8,8 +8,9 @@ from typing import Any
 from workers.errors import TemplateError
 from workers.rendering.hbs_ast import PathExpr
 from workers.rendering.hbs_compiler import CompiledTemplate, compile_template
+from workers.rendering.hbs_helpers import HELPERS
 from workers.rendering.hbs_parser import parse
-from workers.rendering.hbs_runtime import ENV_KEY, Env
+from workers.rendering.hbs_runtime import ENV_KEY, Env, Helper
 
 # Finds a partial by name for one render: a function (context, data frame) -> text, or None.
 PartialLoader = Callable[[str], Any]
@@ -24,11 +25,20 @@ class HandlebarsTemplate:
 
     __slots__ = ("_compiled", "name", "paths")
 
-    def __init__(self, source: str, *, name: str = "<string>", escape: bool = True) -> None:
+    def __init__(
+        self,
+        source: str,
+        *,
+        name: str = "<string>",
+        escape: bool = True,
+        helpers: Mapping[str, Helper] = HELPERS,
+    ) -> None:
+        """``helpers`` defaults to handlebars.js's built-ins plus Mandrill's; the conformance
+        tests pass the built-ins alone to compare with plain handlebars.js."""
         template = parse(source, name)
         self.name = name
         self.paths: tuple[PathExpr, ...] = tuple(template.paths)
-        self._compiled: CompiledTemplate = compile_template(template, escape=escape)
+        self._compiled: CompiledTemplate = compile_template(template, escape=escape, helpers=helpers)
 
     def render(self, data: Any, partials: PartialLoader = _no_partials) -> str:
         env = Env(partials={}, load_partial=partials)

@@ -335,6 +335,9 @@ class _Compiler:
         else:
             path = _as_path(node.path)
             assert path is not None
+            fused = self.fused_lookup(path, node.escaped and self.escape)
+            if fused is not None:
+                return fused
             evaluate = self.path(path)
         if node.escaped and self.escape:
 
@@ -346,6 +349,31 @@ class _Compiler:
 
             return escaped
         return lambda c, d, b, p: _output(evaluate(c, d, b, p))
+
+    def fused_lookup(self, path: PathExpr, escape: bool) -> Emitter | None:
+        """``{{name}}`` on the current context in one closure: the commonest node by far."""
+        if path.data or path.depth or len(path.parts) != 1 or _SCOPED.search(path.original):
+            return None
+        if self.block_param_index(path.parts[0]) is not None:
+            return None
+        key = path.parts[0]
+        if escape:
+
+            def escaped_field(c: Any, d: dict[Any, Any], b: Any, p: Any) -> str:
+                value = c.get(key) if type(c) is dict else get_property(c, key)
+                if type(value) is str:
+                    return escape_html(value)
+                return _output_escaped(value)
+
+            return escaped_field
+
+        def raw_field(c: Any, d: dict[Any, Any], b: Any, p: Any) -> str:
+            value = c.get(key) if type(c) is dict else get_property(c, key)
+            if type(value) is str:
+                return value
+            return _output(value)
+
+        return raw_field
 
     def block(self, node: BlockStmt) -> Emitter:
         program, _ = self.program(node.program) if node.program is not None else (None, {})

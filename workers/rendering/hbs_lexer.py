@@ -8,6 +8,7 @@ Mandrill comparison inside a mustache becomes a single ``BACKTICK`` token.
 
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass
 
@@ -31,7 +32,9 @@ _OPENERS: list[tuple[str, re.Pattern[str]]] = [
     ("INVERSE", re.compile(r"\{\{~?\^\s*~?\}\}")),
     ("INVERSE", re.compile(r"\{\{~?\s*else\s*~?\}\}")),
     ("OPEN_INVERSE", re.compile(r"\{\{~?\^")),
-    ("OPEN_INVERSE_CHAIN", re.compile(r"\{\{~?\s*else")),
+    # Mandrill's ``{{elseif cond}}``; handlebars.js would read it as a helper named ``elseif``.
+    ("OPEN_ELSEIF", re.compile(r"\{\{~?\s*elseif\b")),
+    ("OPEN_INVERSE_CHAIN", re.compile(r"\{\{~?\s*else\b")),
     ("OPEN_UNESCAPED", re.compile(r"\{\{~?\{")),
     ("OPEN", re.compile(r"\{\{~?&")),
     ("LONG_COMMENT", re.compile(r"\{\{~?!--")),
@@ -201,7 +204,5 @@ class Locator:
             index = source.find("\n", index + 1)
 
     def __call__(self, pos: int) -> tuple[int, int]:
-        import bisect
-
         line = bisect.bisect_right(self._starts, pos)
         return line, pos - self._starts[line - 1] + 1

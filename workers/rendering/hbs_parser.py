@@ -38,7 +38,8 @@ from workers.rendering.values import js_string
 MAX_NESTING = 120
 
 _HELPER_NAME_KINDS = frozenset({"ID", "DATA", "STRING", "NUMBER", "BOOLEAN", "UNDEFINED", "NULL", "BACKTICK"})
-_PROGRAM_ENDS = frozenset({"OPEN_ENDBLOCK", "INVERSE", "OPEN_INVERSE_CHAIN", "EOF", "END_RAW_BLOCK"})
+_PROGRAM_ENDS = frozenset({"OPEN_ENDBLOCK", "INVERSE", "OPEN_INVERSE_CHAIN", "OPEN_ELSEIF", "EOF", "END_RAW_BLOCK"})
+_CHAIN = frozenset({"OPEN_INVERSE_CHAIN", "OPEN_ELSEIF"})
 _DESCRIBE = {
     "CLOSE": "'}}'",
     "CLOSE_UNESCAPED": "'}}}'",
@@ -193,7 +194,10 @@ class _Parser:
 
     def open_block(self, allow_block_params: bool = True) -> _Open:
         open_token = self.advance()
-        path = self.helper_name()
+        if open_token.kind == "OPEN_ELSEIF":
+            path: Expr = self.make_path(False, [("if", "if", "")], self.loc(open_token))
+        else:
+            path = self.helper_name()
         params, hash_ = self.params_and_hash()
         block_params: list[str] | None = None
         if allow_block_params and self.peek.kind == "OPEN_BLOCK_PARAMS":
@@ -227,7 +231,7 @@ class _Parser:
         if self.peek.kind == "INVERSE":
             token = self.advance()
             chain = _Chain(_strip_flags(token.text, token.text), self.program(), chain=False)
-        elif self.peek.kind == "OPEN_INVERSE_CHAIN":
+        elif self.peek.kind in _CHAIN:
             if inverted:
                 raise self.error("'{{/...}}' or '{{else}}'")
             chain = self.inverse_chain()
@@ -246,7 +250,7 @@ class _Parser:
         opened = self.open_block()
         program = self.program()
         rest: _Chain | None = None
-        if self.peek.kind in ("INVERSE", "OPEN_INVERSE_CHAIN"):
+        if self.peek.kind == "INVERSE" or self.peek.kind in _CHAIN:
             rest = self.inverse_chain()
         self.depth -= 1
         inner = self.prepare_block(opened, program, rest, rest.strip if rest else None, inverted=False)

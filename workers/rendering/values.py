@@ -12,25 +12,25 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
-# handlebars.js escapes exactly this set, with exactly these entities.
-_ESCAPES = {
-    ord("&"): "&amp;",
-    ord("<"): "&lt;",
-    ord(">"): "&gt;",
-    ord('"'): "&quot;",
-    ord("'"): "&#x27;",
-    ord("`"): "&#x60;",
-    ord("="): "&#x3D;",
-}
-_NEEDS_ESCAPE = re.compile(r"[&<>\"'`=]").search
 _ARRAY_INDEX = re.compile(r"0|[1-9][0-9]*").fullmatch
 
 
 def escape_html(text: str) -> str:
-    """Escape ``text`` with handlebars.js's character set; most values need no work at all."""
-    if _NEEDS_ESCAPE(text) is None:
-        return text
-    return text.translate(_ESCAPES)
+    """Escape ``text`` with handlebars.js's character set.
+
+    Chained ``str.replace`` measured several times faster than ``str.translate`` or a regex here,
+    and escaping is the hottest operation in rendering; ``&`` must go first.
+    """
+    if "&" in text:
+        text = text.replace("&", "&amp;")
+    return (
+        text.replace("<", "&lt;")
+        .replace(">", "&gt;")
+        .replace('"', "&quot;")
+        .replace("'", "&#x27;")
+        .replace("`", "&#x60;")
+        .replace("=", "&#x3D;")
+    )
 
 
 def js_number(value: float) -> str:
@@ -45,7 +45,7 @@ def js_number(value: float) -> str:
     if "e" not in text and "E" not in text:
         return text[:-2] if text.endswith(".0") else text
     magnitude = abs(value)
-    if 1e-7 <= magnitude < 1e21:
+    if 1e-6 <= magnitude < 1e21:
         # Python switches to exponent notation earlier than JavaScript does.
         positional = format(Decimal(text), "f")
         return positional[:-2] if positional.endswith(".0") else positional
