@@ -16,11 +16,12 @@ import time
 from pathlib import Path
 
 from workers.rendering import TemplateStore, default_templates_dir, mention_template_data
+from workers.rendering.store import Part
 
 ROOT = Path(__file__).resolve().parent.parent
 ORACLE = ROOT / "tools" / "render-oracle"
 TEMPLATE = "mention-notification-bulk"
-PARTS = ("html", "text")
+PARTS: tuple[Part, ...] = ("html", "text")
 
 
 def bulk_place_holders(count: int = 50) -> dict[str, object]:
@@ -30,7 +31,7 @@ def bulk_place_holders(count: int = 50) -> dict[str, object]:
             "program_name": f"Program {i} <Morning & Evening>",
             "program_image": f"https://images.example.com/programs/{i}.jpg",
             "mention_date": str(1764062400 + i * 3600),
-            "snippets": f"...and Acme's plant #{i} opens in spring, said the \"spokesperson\"...",
+            "snippets": f'...and Acme\'s plant #{i} opens in spring, said the "spokesperson"...',
             "invite_link": f"https://app.example.com/mentions/{4400 + i}?invite=1&src=email",
             "via": "Broadcast",
             "logouri": "https://cdn.example.com/brand/logo.png",
@@ -68,13 +69,20 @@ def handlebars_js(renders: int) -> tuple[float, str] | None:
     if node is None or not (ORACLE / "node_modules" / "handlebars").is_dir():
         return None
     data = mention_template_data(bulk_place_holders(), from_name="Alerts", service_name="mentions")
-    sources = [(default_templates_dir() / TEMPLATE / f"{part}.hbs").read_text(encoding="utf-8") for part in PARTS]
+    sources = [
+        (default_templates_dir() / TEMPLATE / f"{part}.hbs").read_text(encoding="utf-8") for part in PARTS
+    ]
     job = json.dumps({"templates": sources, "data": data, "renders": renders})
     best = 0.0
     version = ""
     for _ in range(3):
         done = subprocess.run(
-            [node, str(ORACLE / "bench.js")], input=job, capture_output=True, text=True, check=True, cwd=ORACLE
+            [node, str(ORACLE / "bench.js")],
+            input=job,
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=ORACLE,
         )
         result = json.loads(done.stdout)
         best = max(best, float(result["renders_per_second"]))

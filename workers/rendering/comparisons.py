@@ -164,7 +164,6 @@ class _Parser:
             return inner
         self.index += 1
         if kind == "string":
-            quote = value[0]
             return Node("lit", value=re.sub(r"\\(.)", r"\1", value[1:-1]) if "\\" in value else value[1:-1])
         if kind == "number":
             return Node("lit", value=float(value) if "." in value else int(value))
@@ -250,7 +249,9 @@ def _as_number(value: Any) -> float | None:
 
 def compare(op: str, left: Any, right: Any) -> bool:
     a, b = _as_number(left), _as_number(right)
-    ordered: tuple[Any, Any] = (a, b) if a is not None and b is not None else (js_string(left), js_string(right))
+    ordered: tuple[Any, Any] = (
+        (a, b) if a is not None and b is not None else (js_string(left), js_string(right))
+    )
     x, y = ordered
     if op == "==":
         return bool(x == y)

@@ -7,7 +7,6 @@ parsing, exactly as handlebars.js's WhitespaceControl pass does. Nothing else ch
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Union
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +56,7 @@ class SubExpr:
     loc: Loc
 
 
-Expr = Union[PathExpr, Literal, SubExpr, Comparison]
+Expr = PathExpr | Literal | SubExpr | Comparison
 
 
 @dataclass(slots=True)
@@ -129,7 +128,7 @@ class PartialBlockStmt:
     loc: Loc
 
 
-Statement = Union[Content, CommentStmt, MustacheStmt, BlockStmt, PartialStmt, PartialBlockStmt]
+Statement = Content | CommentStmt | MustacheStmt | BlockStmt | PartialStmt | PartialBlockStmt
 
 
 @dataclass(slots=True)

@@ -55,7 +55,7 @@ def compile_template(
     template: Template, *, escape: bool = True, helpers: Mapping[str, Helper] = HELPERS
 ) -> CompiledTemplate:
     compiler = _Compiler(template, escape, helpers)
-    program, inlines = compiler.program(template.program)
+    program, _inlines = compiler.program(template.program)
     uses_depths = template.uses_depths
 
     def render(context: Any, data: dict[Any, Any]) -> str:
@@ -106,7 +106,9 @@ class _Compiler:
                 return function(c, d, b, p)
             except TemplateError as error:
                 if error.line is None:
-                    raise TemplateError(error.detail, template=name, line=loc.line, column=loc.column) from None
+                    raise TemplateError(
+                        error.detail, template=name, line=loc.line, column=loc.column
+                    ) from None
                 raise
 
         return run
@@ -410,7 +412,7 @@ class _Compiler:
                 options = Options("", bind(fn_program, d, b, p), bind(inverse_program, d, b, p), d, {})
                 return each_items(c, value, options)
             depths = p
-            if uses_depths and not (value is p[0]):
+            if uses_depths and value is not p[0]:
                 depths = (value, *p)
             return fn_program(value, d, (None, b), depths)
 
@@ -509,10 +511,7 @@ class _Compiler:
         def call_partial(c: Any, d: dict[Any, Any], b: Any, p: Any) -> str:
             env: Env = d[ENV_KEY]
             name = js_string(dynamic_name(c, d, b, p)) if dynamic_name is not None else static_name
-            if name == "@partial-block":
-                found = d.get("partial-block")
-            else:
-                found = env.find(name)
+            found = d.get("partial-block") if name == "@partial-block" else env.find(name)
             context = context_of(c, d, b, p) if context_of is not None else c
             if pairs:
                 merged = dict(context) if isinstance(context, Mapping) else {}

@@ -21,7 +21,7 @@ from __future__ import annotations
 import calendar
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote_plus
@@ -159,7 +159,7 @@ def _unsub(context: Any, args: list[Any], hash_: dict[str, Any], options: Option
     return _text(args)
 
 
-_PHP_DATE = {
+_PHP_DATE: dict[str, Callable[[datetime], str]] = {
     "d": lambda t: f"{t.day:02d}",
     "j": lambda t: str(t.day),
     "D": lambda t: t.strftime("%a"),

@@ -146,13 +146,11 @@ def _lex_mustache(source: str, pos: int, tokens: list[Token], name: str, locate:
     while True:
         if pos >= end:
             return pos  # the parser reports the missing close at EOF
-        for inner_kind, pattern in _INSIDE:
-            match = pattern.match(source, pos)
-            if match is not None:
-                break
-        else:
+        found = _match_inside(source, pos)
+        if found is None:
             tokens.append(Token("INVALID", source[pos], pos))
             return pos + 1
+        inner_kind, match = found
         text = match.group()
         if inner_kind != "SPACE":
             tokens.append(Token(inner_kind, text, pos))
@@ -163,6 +161,14 @@ def _lex_mustache(source: str, pos: int, tokens: list[Token], name: str, locate:
             if not raw:
                 return pos
             return _lex_raw(source, pos, tokens, name, locate)
+
+
+def _match_inside(source: str, pos: int) -> tuple[str, re.Match[str]] | None:
+    for kind, pattern in _INSIDE:
+        match = pattern.match(source, pos)
+        if match is not None:
+            return kind, match
+    return None
 
 
 def _lex_raw(source: str, pos: int, tokens: list[Token], name: str, locate: Locator) -> int:

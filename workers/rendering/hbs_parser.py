@@ -38,7 +38,9 @@ from workers.rendering.values import js_string
 MAX_NESTING = 120
 
 _HELPER_NAME_KINDS = frozenset({"ID", "DATA", "STRING", "NUMBER", "BOOLEAN", "UNDEFINED", "NULL", "BACKTICK"})
-_PROGRAM_ENDS = frozenset({"OPEN_ENDBLOCK", "INVERSE", "OPEN_INVERSE_CHAIN", "OPEN_ELSEIF", "EOF", "END_RAW_BLOCK"})
+_PROGRAM_ENDS = frozenset(
+    {"OPEN_ENDBLOCK", "INVERSE", "OPEN_INVERSE_CHAIN", "OPEN_ELSEIF", "EOF", "END_RAW_BLOCK"}
+)
 _CHAIN = frozenset({"OPEN_INVERSE_CHAIN", "OPEN_ELSEIF"})
 _DESCRIBE = {
     "CLOSE": "'}}'",
@@ -128,7 +130,9 @@ class _Parser:
         token = token or self.peek
         line, column = self.locate(token.pos)
         got = "end of template" if token.kind == "EOF" else repr(token.text)
-        return TemplateSyntaxError(f"expected {expected}, got {got}", template=self.name, line=line, column=column)
+        return TemplateSyntaxError(
+            f"expected {expected}, got {got}", template=self.name, line=line, column=column
+        )
 
     def expect(self, kind: str, what: str | None = None) -> Token:
         if self.peek.kind != kind:
@@ -162,7 +166,9 @@ class _Parser:
             return Content(token.text, token.text, self.loc(token))
         if kind == "COMMENT":
             self.advance()
-            return CommentStmt(_strip_comment(token.text), _strip_flags(token.text, token.text), self.loc(token))
+            return CommentStmt(
+                _strip_comment(token.text), _strip_flags(token.text, token.text), self.loc(token)
+            )
         if kind in ("OPEN", "OPEN_UNESCAPED"):
             return self.mustache()
         if kind in ("OPEN_BLOCK", "OPEN_INVERSE"):
@@ -321,7 +327,9 @@ class _Parser:
         close = self.expect("CLOSE")
         if len(params) > 1:
             raise self.error_at(open_token, f"Unsupported number of partial arguments: {len(params)}")
-        return PartialStmt(name, params, hash_, _strip_flags(open_token.text, close.text), self.loc(open_token))
+        return PartialStmt(
+            name, params, hash_, _strip_flags(open_token.text, close.text), self.loc(open_token)
+        )
 
     def partial_block(self) -> PartialBlockStmt:
         start = self.peek

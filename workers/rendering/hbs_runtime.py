@@ -43,7 +43,9 @@ def create_frame(data: dict[Any, Any]) -> dict[Any, Any]:
 def bind(program: Emitter, data: dict[Any, Any], bp: Any, dp: Any) -> BlockFn:
     """The ``options.fn`` a helper receives: render ``program`` for a context it chooses."""
 
-    def run(context: Any, new_data: dict[Any, Any] | None = None, block_params: list[Any] | None = None) -> str:
+    def run(
+        context: Any, new_data: dict[Any, Any] | None = None, block_params: list[Any] | None = None
+    ) -> str:
         depths = dp
         if dp is not None and not (context is dp[0] or loosely_equal(context, dp[0])):
             depths = (context, *dp)

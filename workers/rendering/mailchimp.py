@@ -120,10 +120,12 @@ class _Parser:
                 flush()
                 if not stack:
                     raise self.error(f"'*|{tag}|*' without an open '*|IF:...|*'", match.start())
-                branches, parent, start, test = stack[-1]
-                if test is None and upper != "END:IF":
-                    raise self.error(f"expected '*|END:IF|*' after '*|ELSE:|*', got '*|{tag}|*'", match.start())
-                branches.append(_Branch(test, body))
+                branches, parent, start, current = stack[-1]
+                if current is None and upper != "END:IF":
+                    raise self.error(
+                        f"expected '*|END:IF|*' after '*|ELSE:|*', got '*|{tag}|*'", match.start()
+                    )
+                branches.append(_Branch(current, body))
                 body = []
                 if upper == "END:IF":
                     stack.pop()
@@ -132,7 +134,12 @@ class _Parser:
                 elif upper == "ELSE:":
                     stack[-1] = (branches, parent, start, None)
                 else:
-                    stack[-1] = (branches, parent, start, self.condition(tag.split(":", 1)[1], match.start(), False))
+                    stack[-1] = (
+                        branches,
+                        parent,
+                        start,
+                        self.condition(tag.split(":", 1)[1], match.start(), False),
+                    )
                 continue
             emit = self.variable(tag, match.start())
             if emit is None:
@@ -173,7 +180,9 @@ class _Parser:
         if upper.startswith("DATE:") or upper == "DATE":
             fmt = tag[5:] or "d/m/Y"
             escape = self.escape
-            return lambda values: _maybe_escape(php_date(fmt, datetime.fromtimestamp(time.time(), tz=UTC)), escape)
+            return lambda values: _maybe_escape(
+                php_date(fmt, datetime.fromtimestamp(time.time(), tz=UTC)), escape
+            )
         found = _VARIABLE.match(tag)
         if found is None:
             return None

@@ -69,7 +69,9 @@ _HTML_IMAGE = (
     'style="display:block;border:0;border-radius:4px;"></td>\n'
 )
 # One mention in the bulk text part; keep in step with templates/mention-notification-bulk/text.hbs.
-_TEXT_ITEM = "{position}. {program_name} ({mention_date_formatted}, via {via})\n   \"{snippets}\"\n   {invite_link}\n\n"
+_TEXT_ITEM = (
+    '{position}. {program_name} ({mention_date_formatted}, via {via})\n   "{snippets}"\n   {invite_link}\n\n'
+)
 
 
 def format_date(seconds: Any) -> tuple[int | None, str, str]:
@@ -77,7 +79,9 @@ def format_date(seconds: Any) -> tuple[int | None, str, str]:
     moment = to_utc(seconds)
     if moment is None:
         return None, "", ""
-    readable = f"{moment.day} {_MONTHS[moment.month - 1]} {moment.year}, {moment.hour:02d}:{moment.minute:02d} UTC"
+    readable = (
+        f"{moment.day} {_MONTHS[moment.month - 1]} {moment.year}, {moment.hour:02d}:{moment.minute:02d} UTC"
+    )
     return int(moment.timestamp()), readable, moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -113,7 +117,9 @@ def mention_template_data(
 ) -> dict[str, Any]:
     """Template data for ``mention-notification`` and ``mention-notification-bulk``, both languages."""
     raw_mentions = place_holders.get("mentions") or []
-    mentions = [_mention(raw, index) for index, raw in enumerate(raw_mentions, start=1) if isinstance(raw, Mapping)]
+    mentions = [
+        _mention(raw, index) for index, raw in enumerate(raw_mentions, start=1) if isinstance(raw, Mapping)
+    ]
     first: dict[str, Any] = mentions[0] if mentions else {}
     count = len(mentions)
     data: dict[str, Any] = {

@@ -48,7 +48,9 @@ class TemplateStore:
         if name not in self.names():
             raise TemplateError(f"no template named {name!r} in {self.root}", template=name)
         if part not in PARTS:
-            raise TemplateError(f"unknown template part {part!r}; expected subject, html or text", template=name)
+            raise TemplateError(
+                f"unknown template part {part!r}; expected subject, html or text", template=name
+            )
         return self.root / name / f"{part}.{EXTENSIONS[check_language(language)]}"
 
     def template(self, name: str, part: str, language: str) -> Compiled:
@@ -61,7 +63,9 @@ class TemplateStore:
         try:
             source = path.read_text(encoding="utf-8")
         except FileNotFoundError:
-            raise TemplateError(f"template {name!r} has no {part} part in {language}", template=label) from None
+            raise TemplateError(
+                f"template {name!r} has no {part} part in {language}", template=label
+            ) from None
         escape = part == "html"
         compiled: Compiled
         if language == "handlebars":
@@ -117,7 +121,9 @@ class TemplateStore:
                 parts[path.name] = _variables(compiled)
             report[name] = parts
         for path in self._partial_sources().values():
-            compiled_partial = HandlebarsTemplate(path.read_text(encoding="utf-8"), name=f"{PARTIALS_DIR}/{path.name}")
+            compiled_partial = HandlebarsTemplate(
+                path.read_text(encoding="utf-8"), name=f"{PARTIALS_DIR}/{path.name}"
+            )
             report.setdefault(PARTIALS_DIR, {})[path.name] = _variables(compiled_partial)
         return report
 
