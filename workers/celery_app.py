@@ -6,8 +6,10 @@ from pathlib import Path
 from typing import Any
 
 from celery import Celery
+from celery.signals import setup_logging
 from kombu.entity import Exchange, Queue
 
+from workers import logs
 from workers.settings import Settings, get_settings
 
 
@@ -95,3 +97,12 @@ def create_app(settings: Settings) -> Celery:
 
 
 app = create_app(get_settings())
+
+
+@setup_logging.connect
+def _masked_logging(loglevel: Any = None, **_: Any) -> None:
+    # Having a receiver stops Celery from installing its own handlers and formats (some of its
+    # lines print task arguments or message bodies); ours mask addresses and numbers and blank out
+    # bodies, also for `celery -A workers.celery_app worker` and in prefork children.
+    settings: Settings = app.conf.notify_settings
+    logs.configure(level=loglevel or settings.log_level, fmt=settings.log_format)

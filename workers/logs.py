@@ -39,7 +39,31 @@ def redact(_logger: Any, _name: str, event_dict: MutableMapping[str, Any]) -> Mu
     return event_dict
 
 
-def configure(*, level: str = "INFO", fmt: str = "auto") -> None:
+# Celery log lines that carry a task message's arguments or whole body (the raw event, for
+# ``notifications.accept``, or anything a producer sent): their placeholders are blanked out.
+# First lines of the templates in celery.concurrency.base and celery.worker.consumer.consumer.
+CELERY_BODY_TEMPLATES = (
+    "TaskPool: Apply",
+    "Received unregistered task",
+    "Received invalid task message",
+    "Can't decode message body",
+    "Received and deleted unknown message",
+)
+_PLACEHOLDER = re.compile(r"%(?:\(\w+\))?[-#0 +]*\d*(?:\.\d+)?[sradifxXeEgG]")
+
+
+class HideMessageBodies(logging.Filter):
+    """Keeps Celery from printing task arguments or message bodies, at any level."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and record.msg.lstrip().startswith(CELERY_BODY_TEMPLATES):
+            first_line = record.msg.strip().splitlines()[0]
+            record.msg = _PLACEHOLDER.sub("<hidden>", first_line.replace("%%", "%"))
+            record.args = None
+        return True
+
+
+def configure(*, level: str | int = "INFO", fmt: str = "auto") -> None:
     """Route structlog and the standard library (Celery, kombu) through one masked renderer."""
     use_console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
     shared: list[Any] = [
@@ -66,6 +90,7 @@ def configure(*, level: str = "INFO", fmt: str = "auto") -> None:
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
         )
     )
+    handler.addFilter(HideMessageBodies())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    root.setLevel(level.upper() if isinstance(level, str) else level)

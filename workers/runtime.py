@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 
 from workers.compose import Composer
-from workers.dispatch import Dispatcher, Enqueue
+from workers.dispatch import Dispatcher, Enqueue, Observer
 from workers.ledger import Ledger, make_engine
 from workers.ledger.migrate import upgrade
 from workers.providers.registry import build_email_provider, build_sms_provider
+from workers.ratelimit import RedisRateLimiter, WaitListener, build_limiter
 from workers.rendering import TemplateStore, default_templates_dir, mention_template_data
 from workers.retry import RetryPolicy
 from workers.settings import Settings
@@ -24,10 +25,13 @@ class Runtime:
     ledger: Ledger
     templates: TemplateStore
     dispatcher: Dispatcher
+    limiter: RedisRateLimiter | None = None
 
     def close(self) -> None:
         self.dispatcher.email.close()
         self.dispatcher.sms.close()
+        if self.limiter is not None:
+            self.limiter.close()
         self.engine.dispose()
 
 
@@ -42,7 +46,11 @@ def ledger_for(settings: Settings, *, migrate: bool | None = None) -> tuple[Engi
     return engine, Ledger(engine)
 
 
-def build_runtime(settings: Settings, *, enqueue: Enqueue, migrate: bool | None = None) -> Runtime:
+def build_runtime(
+    settings: Settings, *, enqueue: Enqueue, migrate: bool | None = None, observer: Observer | None = None
+) -> Runtime:
+    # The observer also hears the rate limiter's refusals when it can (the Prometheus one does).
+    limiter = build_limiter(settings, listener=observer if isinstance(observer, WaitListener) else None)
     engine, ledger = ledger_for(settings, migrate=migrate)
     templates = template_store(settings)
     composer = Composer(
@@ -53,20 +61,22 @@ def build_runtime(settings: Settings, *, enqueue: Enqueue, migrate: bool | None 
     dispatcher = Dispatcher(
         ledger,
         composer=composer,
-        email=build_email_provider(settings),
-        sms=build_sms_provider(settings),
+        email=build_email_provider(settings, limiter=limiter),
+        sms=build_sms_provider(settings, limiter=limiter),
         policy=RetryPolicy.from_settings(settings),
         enqueue=enqueue,
+        observer=observer,
     )
-    return Runtime(settings, engine, ledger, templates, dispatcher)
+    return Runtime(settings, engine, ledger, templates, dispatcher, limiter)
 
 
 class LazyRuntime:
     """Builds the runtime on first use in each process (after a prefork fork, never before)."""
 
-    def __init__(self, settings: Settings, enqueue: Enqueue) -> None:
+    def __init__(self, settings: Settings, enqueue: Enqueue, *, observer: Observer | None = None) -> None:
         self._settings = settings
         self._enqueue = enqueue
+        self._observer = observer  # one per process, outliving runtimes: metrics register once
         self._lock = threading.Lock()
         self._runtime: Runtime | None = None
 
@@ -75,7 +85,9 @@ class LazyRuntime:
         if runtime is None:
             with self._lock:
                 if self._runtime is None:
-                    self._runtime = build_runtime(self._settings, enqueue=self._enqueue)
+                    self._runtime = build_runtime(
+                        self._settings, enqueue=self._enqueue, observer=self._observer
+                    )
                 runtime = self._runtime
         return runtime
 

@@ -71,6 +71,7 @@ class Settings(BaseSettings):
     short_retry_limit: float = Field(default=30.0, ge=0)  # longer waits are scheduled via the ledger
 
     metrics_port: int = Field(default=0, ge=0, le=65535)  # 0: no metrics endpoint
+    metrics_host: str = "127.0.0.1"  # 0.0.0.0 in a container, so Prometheus can reach it
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: str = "INFO"
 

@@ -6,13 +6,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from celery import Task
-from celery.signals import worker_process_init
+from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutdown
 
 from workers.celery_app import app
 from workers.dispatch import label
 from workers.errors import InvalidEvent, NotOurEvent
 from workers.events import parse_event_dict
 from workers.ledger.store import ResendResult
+from workers.metrics import build_observer, endpoint_for
 from workers.runtime import LazyRuntime
 from workers.settings import Settings
 
@@ -23,7 +24,29 @@ def enqueue_delivery(notification_id: str, description: str) -> None:
     deliver.apply_async((notification_id,), argsrepr=repr(description), kwargsrepr="{}")
 
 
-runtime = LazyRuntime(settings, enqueue_delivery)
+observer = build_observer(settings)
+metrics_endpoint = endpoint_for(observer, settings)
+runtime = LazyRuntime(settings, enqueue_delivery, observer=observer)
+
+
+@worker_init.connect
+def _metrics_before_pool(sender: Any, **_: Any) -> None:
+    # Main process, before the pool exists: a forking pool needs prometheus multiprocess mode.
+    if metrics_endpoint is not None:
+        pool = getattr(sender, "pool_cls", None) or app.conf.worker_pool
+        metrics_endpoint.prepare(pool if isinstance(pool, str) else pool.__module__.rsplit(".", 1)[-1])
+
+
+@worker_ready.connect
+def _metrics_serve(**_: Any) -> None:
+    if metrics_endpoint is not None:
+        metrics_endpoint.start()
+
+
+@worker_shutdown.connect
+def _metrics_stop(**_: Any) -> None:
+    if metrics_endpoint is not None:
+        metrics_endpoint.stop()
 
 
 @worker_process_init.connect

@@ -21,7 +21,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from workers.errors import DeliveryError, GiveUp, ProviderMisconfigured, RetryLater
+from workers.errors import DeliveryError, GiveUp, ProviderMisconfigured, RateLimited, RetryLater
 from workers.messages import EmailMessage, Receipt, SmsMessage
 from workers.providers.base import EmailProvider, SmsProvider
 
@@ -57,8 +57,10 @@ def _run(providers: Sequence[P], send: Callable[[P], Receipt], notification_id: 
         last = transient[-1]
         summary = "; ".join(str(failure) for failure in failures)
         # The next attempt starts again at the first provider: the soonest hint is the useful one.
-        raise RetryLater(f"every provider failed: {summary}", provider=last.provider, code=last.code,
-                         retry_after=min(hints) if hints else None)
+        # Only our own shared rate limits said no: keep that, so the retry is not counted.
+        kind = RateLimited if all(isinstance(failure, RateLimited) for failure in transient) else RetryLater
+        raise kind(f"every provider failed: {summary}", provider=last.provider, code=last.code,
+                   retry_after=min(hints) if hints else None)
     raise failures[0]
 
 

@@ -4,27 +4,36 @@ from __future__ import annotations
 
 from workers.providers.base import EmailProvider, SmsProvider
 from workers.providers.fallback import FallbackEmailProvider, FallbackSmsProvider
+from workers.providers.limited import RateLimitedEmailProvider, RateLimitedSmsProvider
 from workers.providers.mandrill import MandrillProvider
 from workers.providers.outbox import OutboxProvider
 from workers.providers.smtp import SmtpProvider
 from workers.providers.twilio import TwilioProvider
+from workers.ratelimit import Limiter
 from workers.settings import Settings
 
 
-def build_email_provider(settings: Settings) -> EmailProvider:
+def build_email_provider(settings: Settings, *, limiter: Limiter | None = None) -> EmailProvider:
     """The email provider (or fallback chain) that ``NOTIFY_EMAIL_PROVIDER`` names.
 
+    With a ``limiter`` each provider of the chain sits behind its own shared rate limit, so a
+    chain moves on to the next provider when the first one's limit is reached.
     Raises ConfigurationError when a named provider lacks its settings (e.g. no MANDRILL_API_KEY).
     """
     chain = [_email(name, settings) for name in settings.email_provider]
+    if limiter is not None:
+        chain = [RateLimitedEmailProvider(provider, limiter) for provider in chain]
     if len(chain) == 1:
         return chain[0]
     return FallbackEmailProvider(chain)
 
 
-def build_sms_provider(settings: Settings) -> SmsProvider:
-    """The SMS provider (or fallback chain) that ``NOTIFY_SMS_PROVIDER`` names."""
+def build_sms_provider(settings: Settings, *, limiter: Limiter | None = None) -> SmsProvider:
+    """The SMS provider (or fallback chain) that ``NOTIFY_SMS_PROVIDER`` names, rate-limited as above
+    and also per sender number (limit ``sms-sender``)."""
     chain = [_sms(name, settings) for name in settings.sms_provider]
+    if limiter is not None:
+        chain = [RateLimitedSmsProvider(provider, limiter) for provider in chain]
     if len(chain) == 1:
         return chain[0]
     return FallbackSmsProvider(chain)
