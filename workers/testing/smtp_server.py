@@ -154,7 +154,7 @@ class SmtpServer:
         ok = (isinstance(auth_data, LoginPassword)
               and auth_data.login.decode() == self._username
               and auth_data.password.decode() == self._password)
-        return AuthResult(success=ok)
+        return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd answers 535 itself
 
     def start(self) -> SmtpServer:
         if not self.port:
