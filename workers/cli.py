@@ -357,6 +357,24 @@ def cmd_health(settings: Settings, args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+# -- flower -------------------------------------------------------------------------------------
+
+
+def cmd_flower(settings: Settings, args: argparse.Namespace, extra: list[str]) -> int:
+    """Flower on this app, on 127.0.0.1 unless told otherwise, never without basic auth."""
+    if not settings.flower_user or not settings.flower_password:
+        # Flower's task API can start tasks (a resend): it must not be open.
+        _err("notify flower: set NOTIFY_FLOWER_USER and NOTIFY_FLOWER_PASSWORD")
+        return EXIT_USAGE
+    argv = [
+        sys.executable, "-m", "celery", "-A", "workers.celery_app", "flower",
+        f"--address={args.address}", f"--port={args.port}", *extra,
+    ]
+    # Through the environment, not argv: a password in argv shows in every process listing.
+    env = dict(os.environ, FLOWER_BASIC_AUTH=f"{settings.flower_user}:{settings.flower_password}")
+    os.execve(sys.executable, argv, env)
+
+
 # -- demo ---------------------------------------------------------------------------------------
 
 DEMO_TIMEOUT = 90.0
@@ -536,6 +554,9 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_parser("upgrade", help="apply migrations")
 
     sub.add_parser("health", help="check broker, database and providers")
+    flower = sub.add_parser("flower", help="Flower with basic auth from NOTIFY_FLOWER_USER/PASSWORD")
+    flower.add_argument("--address", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    flower.add_argument("--port", type=int, default=5555)
     demo = sub.add_parser("demo", help="the whole loop on the embedded default")
     demo.add_argument("--dir", default="notify-demo", help="working folder (wiped at start)")
     return parser
@@ -544,7 +565,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command != "worker":
+    if extra and args.command not in ("worker", "flower"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         if args.command == "demo":
@@ -576,6 +597,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_db_upgrade(settings, args)
         if args.command == "health":
             return cmd_health(settings, args)
+        if args.command == "flower":
+            return cmd_flower(settings, args, extra)
     except ConfigurationError as exc:
         _err(f"notify: {exc}")
         return EXIT_USAGE
