@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from spec_helpers import translate
+
 HERE = Path(__file__).parent
 SPEC = HERE / "spec"
 ORACLE = HERE / "oracle"
@@ -41,6 +43,8 @@ class Case:
     template: str
     data: Any
     partials: dict[str, str]
+    helpers: dict[str, Any]
+    data_vars: dict[str, Any]
     expected: str | None  # None when handlebars.js raised
     oracle_error: str | None
     skip: str | None
@@ -58,22 +62,34 @@ def _has_code(value: Any) -> bool:
     return False
 
 
+def used_helpers(case: dict[str, Any]) -> set[str]:
+    partials = case.get("partials") or {}
+    template = case.get("template", "") + "".join(v for v in partials.values() if isinstance(v, str))
+    return {
+        name
+        for name in case.get("helpers") or {}
+        if re.search(r"(?<![\w$-])" + re.escape(name) + r"(?![\w$-])", template)
+    }
+
+
 def skip_reason(case: dict[str, Any]) -> str | None:
-    template = case.get("template", "")
-    for name in case.get("helpers") or {}:
-        if re.search(r"(?<![\w$-])" + re.escape(name) + r"(?![\w$-])", template):
-            return "uses a helper written as a JavaScript function (custom helpers are not part of our API)"
+    used = used_helpers(case)
+    if used and translate(case.get("helpers") or {}, used) is None:
+        return "a JavaScript helper that inspects handlebars.js internals (options.fn.run, options.types)"
     if case.get("decorators"):
         return "uses a custom decorator written in JavaScript"
     if _has_code(case.get("data")):
         return "data holds JavaScript functions (lambdas); template data here is JSON"
     if _has_code(case.get("partials")):
         return "a partial is a JavaScript function"
-    for option in case.get("compileOptions") or {}:
-        if option in _UNSUPPORTED_OPTIONS:
+    for option, value in (case.get("compileOptions") or {}).items():
+        if option in _UNSUPPORTED_OPTIONS and not (option == "data" and value is True):
             return _UNSUPPORTED_OPTIONS[option]
-    for option in case.get("runtimeOptions") or {}:
-        return f"runtime option {option!r} (custom helpers/partials/@data injection) is not offered"
+    for option, value in (case.get("runtimeOptions") or {}).items():
+        if option != "data" or not isinstance(value, dict):
+            return f"runtime option {option}={value!r} is not offered"
+        if _has_code(value):
+            return "@data holds JavaScript functions"
     return None
 
 
@@ -96,6 +112,8 @@ def _build(group: str, raw: list[dict[str, Any]], label_of: Any) -> list[Case]:
                 template=case["template"],
                 data=case.get("data"),
                 partials=partials if not _has_code(partials) else {},
+                data_vars=(case.get("runtimeOptions") or {}).get("data") or {},
+                helpers=translate(case.get("helpers") or {}, used_helpers(case)) or {},
                 expected=result.get("output"),
                 oracle_error=result.get("error"),
                 skip=skip_reason(case),
@@ -130,11 +148,11 @@ def run_case(case: Case) -> tuple[bool, str]:
     def compile_(source: str, name: str) -> HandlebarsTemplate:
         # Plain handlebars.js has no Mandrill helpers; with them, fields named `url` or `title`
         # would be shadowed (Mandrill's rule), which the spec data does not expect.
-        return HandlebarsTemplate(source, name=name, helpers=BUILTIN_HELPERS)
+        return HandlebarsTemplate(source, name=name, helpers={**BUILTIN_HELPERS, **case.helpers})
 
     try:
         partials = {name: compile_(source, name).as_partial() for name, source in case.partials.items()}
-        output = compile_(case.template, case.id).render(case.data, partials.get)
+        output = compile_(case.template, case.id).render(case.data, partials.get, data_vars=case.data_vars)
     except TemplateError as error:
         return case.expected is None, f"TemplateError: {error}"
     return output == case.expected, output

@@ -40,9 +40,16 @@ class HandlebarsTemplate:
         self.paths: tuple[PathExpr, ...] = tuple(template.paths)
         self._compiled: CompiledTemplate = compile_template(template, escape=escape, helpers=helpers)
 
-    def render(self, data: Any, partials: PartialLoader = _no_partials) -> str:
+    def render(
+        self, data: Any, partials: PartialLoader = _no_partials, *, data_vars: Mapping[str, Any] | None = None
+    ) -> str:
+        """Render for ``data``; ``data_vars`` seeds ``@`` variables (handlebars.js's runtime ``data``)."""
         env = Env(partials={}, load_partial=partials)
-        frame: dict[Any, Any] = {"root": data, ENV_KEY: env}
+        frame: dict[Any, Any] = {"root": data}
+        if data_vars:
+            frame = {**data_vars, "_parent": dict(data_vars)}
+            frame.setdefault("root", data)
+        frame[ENV_KEY] = env
         try:
             return self._compiled(data, frame)
         except RecursionError:

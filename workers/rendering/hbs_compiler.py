@@ -43,7 +43,15 @@ from workers.rendering.hbs_runtime import (
     bind,
     invoke_partial,
 )
-from workers.rendering.values import escape_html, get_property, is_array, is_empty, js_falsy, js_string
+from workers.rendering.values import (
+    SafeString,
+    escape_html,
+    get_property,
+    is_array,
+    is_empty,
+    js_falsy,
+    js_string,
+)
 
 _SCOPED = re.compile(r"^\.|this\b")
 
@@ -81,6 +89,8 @@ def _output_escaped(value: Any) -> str:
         return escape_html(value)
     if value is None:
         return ""
+    if isinstance(value, SafeString):
+        return str(value)
     return escape_html(js_string(value))
 
 

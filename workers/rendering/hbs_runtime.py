@@ -49,7 +49,12 @@ def bind(program: Emitter, data: dict[Any, Any], bp: Any, dp: Any) -> BlockFn:
         depths = dp
         if dp is not None and not (context is dp[0] or loosely_equal(context, dp[0])):
             depths = (context, *dp)
-        return program(context, data if new_data is None else new_data, (block_params, bp), depths)
+        if new_data is None:
+            new_data = data
+        elif ENV_KEY not in new_data:
+            # A helper may hand over a brand-new data object; the render's environment stays.
+            new_data = {**new_data, ENV_KEY: data[ENV_KEY]}
+        return program(context, new_data, (block_params, bp), depths)
 
     return run
 

@@ -15,6 +15,12 @@ from typing import Any
 _ARRAY_INDEX = re.compile(r"0|[1-9][0-9]*").fullmatch
 
 
+class SafeString(str):
+    """Text a helper marks as already safe HTML (handlebars.js ``SafeString``): printed unescaped."""
+
+    __slots__ = ()
+
+
 def escape_html(text: str) -> str:
     """Escape ``text`` with handlebars.js's character set.
 
