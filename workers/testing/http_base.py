@@ -2,7 +2,8 @@
 
 The Mandrill and Twilio servers build on it: they say how to answer a request; this module owns
 the socket, the thread, the recording, the scripted faults (``fail_next``), the seeded failure-rate
-mode (``set_failure_rate``) and a JSON control API under ``/_control/`` for out-of-process use.
+mode (``set_failure_rate``), a fixed reply delay for every request (``set_reply_delay``) and a
+JSON control API under ``/_control/`` for out-of-process use.
 """
 
 from __future__ import annotations
@@ -165,9 +166,11 @@ class LocalHttpServer:
         self._faults: deque[Any] = deque()
         self._received: list[Received] = []
         self._connections: set[socket.socket] = set()
+        self.connections_opened = 0  # TCP connections accepted so far: shows keep-alive at work
         self._error_rate = 0.0
         self._timeout_rate = 0.0
         self._timeout_delay = 30.0
+        self._reply_delay = 0.0
         self._rng = random.Random(0)
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -238,11 +241,17 @@ class LocalHttpServer:
             self._timeout_delay = timeout_delay
             self._rng = random.Random(seed)
 
+    def set_reply_delay(self, seconds: float) -> None:
+        """From now on answer every API request only after ``seconds`` (a provider's own latency)."""
+        with self._lock:
+            self._reply_delay = max(seconds, 0.0)
+
     def reset(self) -> None:
         with self._lock:
             self._faults.clear()
             self._received.clear()
             self._error_rate = self._timeout_rate = 0.0
+            self._reply_delay = 0.0
 
     def drop_idle_connections(self) -> None:
         """Close every open client connection, as a server or load balancer does to idle ones."""
@@ -255,6 +264,7 @@ class LocalHttpServer:
     def _track(self, conn: socket.socket) -> None:
         with self._lock:
             self._connections.add(conn)
+            self.connections_opened += 1
 
     def _untrack(self, conn: socket.socket) -> None:
         with self._lock:
@@ -291,6 +301,8 @@ class LocalHttpServer:
             fault = None
         if isinstance(fault, Status):
             return self.error_reply(fault.status, fault.retry_after), False
+        if self._reply_delay:
+            self._stopping.wait(self._reply_delay)
         return self.handle(request, fault)
 
     # --- protocol hooks ------------------------------------------------------------------------
@@ -334,6 +346,9 @@ class LocalHttpServer:
                 return Reply.of_json(200, {"ok": True})
             if action == "fail" and request.method == "POST":
                 self.fail_next(*(self.fault_from_json(spec) for spec in request.json["faults"]))
+                return Reply.of_json(200, {"ok": True})
+            if action == "reply-delay" and request.method == "POST":
+                self.set_reply_delay(float(request.json["seconds"]))
                 return Reply.of_json(200, {"ok": True})
             if action == "failure-rate" and request.method == "POST":
                 spec = request.json

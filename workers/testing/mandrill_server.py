@@ -123,6 +123,8 @@ class MandrillServer(LocalHttpServer):
         if request.method != "POST" or not request.path.startswith(API_PREFIX):
             return Reply(404, b"Not Found"), False
         method = request.path[len(API_PREFIX):].split("?")[0].removesuffix(".json")
+        if method in ("users/ping", "users/ping2"):
+            return self._ping(request, method), False
         if method not in ("messages/send", "messages/send-template"):
             return Reply(404, b"Not Found"), False
         try:
@@ -164,6 +166,19 @@ class MandrillServer(LocalHttpServer):
                 accepted = True
             results.append(result)
         return Reply.of_json(200, results), accepted
+
+    def _ping(self, request: Request, method: str) -> Reply:
+        """``users/ping`` answers the JSON string "PONG!", ``users/ping2`` {"PING": "PONG!"}."""
+        try:
+            payload = request.json
+        except ValueError:
+            payload = None
+        key = payload.get("key") if isinstance(payload, dict) else None
+        if not key:
+            return self._error("ValidationError", "You must specify a key value")
+        if key not in self.api_keys:
+            return self._error("Invalid_Key", "Invalid API key")
+        return Reply.of_json(200, "PONG!" if method == "users/ping" else {"PING": "PONG!"})
 
     @staticmethod
     def _validate(method: str, payload: Mapping[str, Any]) -> str:

@@ -71,7 +71,7 @@ class _Handler:
     async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope, hostname: str,
                           responses: list[str]) -> list[str]:
         session.host_name = hostname
-        self.owner._sessions.add(server)
+        self.owner._seen(server)
         return responses
 
     async def _fault(self, server: SMTP, stage: str) -> str | None:
@@ -144,6 +144,7 @@ class SmtpServer:
         self._received: list[ReceivedMail] = []
         self._faults: deque[Any] = deque()
         self._sessions: set[SMTP] = set()
+        self.connections_opened = 0  # SMTP sessions seen so far: shows connection reuse at work
         self._error_rate = 0.0
         self._timeout_rate = 0.0
         self._timeout_delay = 30.0
@@ -228,6 +229,13 @@ class SmtpServer:
                 if draw < self._error_rate + self._timeout_rate:
                     return Stall(self._timeout_delay)
         return None
+
+    def _seen(self, session: SMTP) -> None:
+        with self._lock:
+            if session not in self._sessions and not getattr(session, "_notify_counted", False):
+                session._notify_counted = True  # type: ignore[attr-defined]  # EHLO repeats after STARTTLS
+                self.connections_opened += 1
+            self._sessions.add(session)
 
     def _record(self, mail: ReceivedMail) -> None:
         with self._lock:

@@ -29,6 +29,7 @@ DEFAULT_SID = "AC" + "0" * 32
 E164 = re.compile(r"^\+[1-9]\d{1,14}$")
 MESSAGING_SERVICE = re.compile(r"^MG[0-9a-fA-F]{32}$")
 _PATH = re.compile(r"^/2010-04-01/Accounts/(?P<sid>[^/]+)/Messages\.json$")
+_ACCOUNT = re.compile(r"^/2010-04-01/Accounts/(?P<sid>[^/]+)\.json$")
 MESSAGES = {
     20003: "Authenticate",
     20404: "The requested resource was not found",
@@ -122,6 +123,12 @@ class TwilioServer(LocalHttpServer):
         return user == sid == self.account_sid and password == self.auth_token
 
     def handle(self, request: Request, fault: Any) -> tuple[Reply, bool]:
+        account = _ACCOUNT.match(request.path.split("?")[0])
+        if account and request.method == "GET":
+            # Account fetch, as a health check does: proves the credentials without sending.
+            if not self._authenticated(request, account["sid"]):
+                return self._error(20003, 401), False
+            return Reply.of_json(200, {"sid": account["sid"], "status": "active", "type": "Full"}), False
         match = _PATH.match(request.path.split("?")[0])
         if not match:
             return self._error(20404, 404), False
