@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from workers.settings import Settings
@@ -52,5 +53,132 @@ def check_broker(settings: Settings) -> Check:
     return Check("broker", True, f"reachable ({conf['broker_url'].split('@')[-1]})")
 
 
+def _failure(name: str, exc: BaseException) -> Check:
+    # Exception text can quote a server's reply, which can quote an address: scrub it.
+    from workers.providers.redact import redact
+
+    return Check(name, False, redact(f"{type(exc).__name__}: {exc}".splitlines()[0]))
+
+
+def check_mandrill(settings: Settings) -> Check:
+    """``users/ping`` with the API key: reachable and the key accepted, without sending anything."""
+    import httpx
+
+    name = "email provider mandrill"
+    if not settings.mandrill_api_key:
+        return Check(name, False, "MANDRILL_API_KEY is empty")
+    url = settings.mandrill_base_url.rstrip("/") + "/users/ping.json"
+    try:
+        response = httpx.post(url, json={"key": settings.mandrill_api_key}, timeout=PROBE_TIMEOUT)
+        answer = response.json() if response.content else None
+    except (httpx.HTTPError, ValueError) as exc:
+        return _failure(name, exc)
+    if response.status_code == 200 and answer == "PONG!":
+        return Check(name, True, "reachable, API key accepted")
+    if isinstance(answer, dict) and answer.get("name"):
+        return Check(name, False, f"refused: {answer['name']} (HTTP {response.status_code})")
+    return Check(name, False, f"unexpected answer, HTTP {response.status_code}")
+
+
+def check_smtp(settings: Settings) -> Check:
+    """Connect, EHLO, STARTTLS and log in as configured, NOOP: the path a send takes, minus the mail."""
+    import smtplib
+    import ssl
+
+    name = "email provider smtp"
+    where = f"{settings.smtp_host}:{settings.smtp_port}"
+    try:
+        conn: smtplib.SMTP
+        if settings.smtp_ssl:
+            conn = smtplib.SMTP_SSL(settings.smtp_host, settings.smtp_port, timeout=PROBE_TIMEOUT,
+                                    context=ssl.create_default_context())
+        else:
+            conn = smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=PROBE_TIMEOUT)
+        try:
+            conn.ehlo()
+            if settings.smtp_starttls and not settings.smtp_ssl:
+                conn.starttls(context=ssl.create_default_context())
+                conn.ehlo()
+            if settings.smtp_username:
+                conn.login(settings.smtp_username, settings.smtp_password)
+            code, _ = conn.noop()
+        finally:
+            try:
+                conn.quit()
+            except (smtplib.SMTPException, OSError):
+                conn.close()
+    except (smtplib.SMTPException, OSError) as exc:
+        return _failure(f"{name} ({where})", exc)
+    if code != 250:
+        return Check(name, False, f"{where}: NOOP answered {code}")
+    return Check(name, True, f"{where} answers EHLO and NOOP")
+
+
+def check_twilio(settings: Settings) -> Check:
+    """Fetch the account resource: reachable and the credentials accepted, without sending anything."""
+    import httpx
+
+    name = "sms provider twilio"
+    sid = settings.twilio_account_sid
+    if not sid or not settings.twilio_auth_token:
+        return Check(name, False, "TWILIO_ACCOUNT_SID or TWILIO_AUTH_TOKEN is empty")
+    url = f"{settings.twilio_base_url.rstrip('/')}/2010-04-01/Accounts/{sid}.json"
+    try:
+        response = httpx.get(url, auth=(sid, settings.twilio_auth_token), timeout=PROBE_TIMEOUT)
+    except httpx.HTTPError as exc:
+        return _failure(name, exc)
+    if response.status_code == 200:
+        return Check(name, True, "reachable, credentials accepted")
+    if response.status_code == 401:
+        return Check(name, False, "credentials refused (HTTP 401)")
+    return Check(name, False, f"unexpected answer, HTTP {response.status_code}")
+
+
+def check_outbox(settings: Settings) -> Check:
+    import os
+
+    name = "provider outbox"
+    folder = settings.outbox_dir.resolve()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return _failure(name, exc)
+    if not os.access(folder, os.W_OK):
+        return Check(name, False, f"{folder} is not writable")
+    return Check(name, True, f"writes to {folder}")
+
+
+def check_rate_limiter(settings: Settings) -> Check:
+    """Redis for the shared rate limits, when any are set (the limiter lets sends through without it)."""
+    import redis
+
+    try:
+        client = redis.Redis.from_url(settings.redis_url, socket_timeout=PROBE_TIMEOUT,
+                                      socket_connect_timeout=PROBE_TIMEOUT)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except (redis.RedisError, ValueError) as exc:
+        return _failure("rate limiter", exc)
+    return Check("rate limiter", True, f"Redis reachable ({settings.redis_url.split('@')[-1]})")
+
+
+PROBE_TIMEOUT = 5.0
+PROVIDER_CHECKS: dict[str, Callable[[Settings], Check]] = {
+    "mandrill": check_mandrill,
+    "smtp": check_smtp,
+    "twilio": check_twilio,
+    "outbox": check_outbox,
+}
+
+
 def run_checks(settings: Settings) -> list[Check]:
-    return [check_broker(settings), check_database(settings)]
+    checks = [check_broker(settings), check_database(settings)]
+    # Each configured provider once, in chain order (outbox may serve both channels).
+    for name in dict.fromkeys((*settings.email_provider, *settings.sms_provider)):
+        checks.append(PROVIDER_CHECKS[name](settings))
+    if settings.rate_limits:
+        checks.append(check_rate_limiter(settings) if settings.redis_url else
+                      Check("rate limiter", False, "NOTIFY_RATE_LIMITS is set but NOTIFY_REDIS_URL is empty"))
+    return checks
