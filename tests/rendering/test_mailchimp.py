@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 
 import pytest
 
@@ -68,3 +69,10 @@ def test_syntax_errors(source: str, line: int, column: int, fragment: str) -> No
         mc(source, {})
     assert (caught.value.line, caught.value.column) == (line, column)
     assert fragment in str(caught.value)
+
+
+def test_date_tag_prints_today_in_utc() -> None:
+    before = datetime.now(UTC).strftime("%Y-%m-%d")
+    printed = mc("*|DATE:Y-m-d|*", {})
+    after = datetime.now(UTC).strftime("%Y-%m-%d")
+    assert printed in (before, after)

@@ -124,6 +124,13 @@ def test_single_email_from_the_example_event(store: TemplateStore, language: str
     assert "View this mention: https://app.example.com/mentions/4401?invite=1" in text
 
 
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_single_email_without_mentions_has_no_empty_card(store: TemplateStore, language: str) -> None:
+    data = mention_template_data(place_holders(0), from_name="", service_name="")
+    assert "View this mention" not in store.render("mention-notification", "html", language, data)
+    assert "View this mention" not in store.render("mention-notification", "text", language, data)
+
+
 def test_mention_template_data_fields() -> None:
     holders = place_holders(2)
     holders["mentions"][0]["mention_date"] = "1764062400"  # proto3 JSON int64 arrives as a string
@@ -142,7 +149,8 @@ def test_mention_template_data_fields() -> None:
     one = mention_template_data(place_holders(1), from_name="", service_name="")
     assert one["mentions_label"] == "1 new mention"
     none = mention_template_data({}, from_name="", service_name="")
-    assert none["mentions"] == [] and none["mention"] == {} and none["mention_program_name"] == ""
+    assert none["mentions"] == [] and none["mention"] is None and none["mention_program_name"] == ""
+    assert none["has_mentions"] is False and data["has_mentions"] is True
     bad = mention_template_data(
         place_holders(1) | {"mentions": [mention(0, mention_date="soon")]}, from_name="", service_name=""
     )

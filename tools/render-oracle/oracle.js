@@ -13,7 +13,8 @@ const path = require('path');
 const Handlebars = require('handlebars');
 
 const root = path.resolve(__dirname, '..', '..', 'tests', 'rendering');
-const outDir = path.join(root, 'oracle');
+// ORACLE_OUT lets the freshness test write elsewhere and compare.
+const outDir = process.env.ORACLE_OUT || path.join(root, 'oracle');
 
 function revive(value) {
   if (Array.isArray(value)) return value.map(revive);

@@ -14,7 +14,7 @@ Derived, per mention: ``mention_date`` as an int (proto3 JSON sends int64 as a s
 (``"2025-11-25T09:20:00Z"``), ``position`` (1-based).
 
 Derived, top level: ``mention_count``; ``mentions_label`` (``"1 new mention"``,
-``"3 new mentions"``); ``mention``: the first mention (or an empty mapping) and the same fields
+``"3 new mentions"``); ``has_mentions``; ``mention``: the first mention (or null) and the same fields
 flattened as ``mention_<field>`` (``mention_program_name``, ``mention_date_formatted``, ...) for
 merge tags, which cannot follow paths; ``unsubscribe_link``: the first non-empty mention
 unsubscribe link (or ""); ``logouri`` falls back to the first mention's logo when the top level
@@ -131,7 +131,8 @@ def mention_template_data(
         "mentions": mentions,
         "mention_count": count,
         "mentions_label": f"{count} new mention" if count == 1 else f"{count} new mentions",
-        "mention": first,
+        "mention": first or None,
+        "has_mentions": bool(mentions),
         "unsubscribe_link": next((m["unsubscribe_link"] for m in mentions if m["unsubscribe_link"]), ""),
         "mentions_html": _html_block(mentions),
         "mentions_text": _text_block(mentions),
