@@ -79,8 +79,12 @@ def cmd_worker(settings: Settings, args: argparse.Namespace, extra: list[str]) -
         "--without-gossip",
     ]
     if settings.sweep_enabled and not args.no_beat:
+        # Only the embedded broker creates the state folder; on RabbitMQ or Redis beat would die
+        # at start for want of it, and with it the sweeper.
+        state_dir = settings.state_dir.resolve()
+        state_dir.mkdir(parents=True, exist_ok=True)
         argv.append("--beat")
-        argv.append(f"--schedule={settings.state_dir.resolve() / 'celerybeat-schedule'}")
+        argv.append(f"--schedule={state_dir / 'celerybeat-schedule'}")
     app.worker_main([*argv, *extra])
     return 0
 
