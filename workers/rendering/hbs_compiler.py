@@ -458,7 +458,7 @@ class _Compiler:
                     return otherwise(c, d, (None, b), p)
                 return then(c, d, (None, b), p)
 
-            return self.located_emitter(conditional, node.loc)
+            return conditional
         if name == "with":
             uses_depths = self.uses_depths
 
@@ -494,9 +494,6 @@ class _Compiler:
             return each_items(c, value, options)
 
         return each_block
-
-    def located_emitter(self, function: Emitter, loc: Loc) -> Emitter:
-        return function
 
     def partial(
         self,
