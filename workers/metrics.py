@@ -90,7 +90,9 @@ class PrometheusObserver:
             ["finding"],
             registry=registry,
         )
-        self.sweeps = Counter("notify_sweeps", "Sweeper passes", registry=registry)
+        self.sweeps = Counter(
+            "notify_sweeps", "Sweeper passes, by whether they found anything", ["found"], registry=registry
+        )
         self.rate_limit_waits = Counter(
             "notify_rate_limit_waits",
             "Sends postponed by a shared rate limit",
@@ -128,7 +130,7 @@ class PrometheusObserver:
             self.end_to_end_seconds.labels(channel, kind).observe(max(end_to_end_seconds, 0.0))
 
     def swept(self, found: dict[str, int]) -> None:
-        self.sweeps.inc()
+        self.sweeps.labels("yes" if any(found.values()) else "no").inc()
         for finding, count in found.items():
             if count:
                 self.sweeper.labels(finding).inc(count)
@@ -160,7 +162,8 @@ def enable_multiprocess(directory: Path) -> None:
 
     prometheus-client chooses its value class when first imported, from ``PROMETHEUS_MULTIPROC_DIR``.
     Our metric objects are all labelled, so no value exists until a first event; switching the class
-    here, before any task ran, is what setting the variable before the import would have done.
+    here, before any task ran, is what setting the variable before the import would have done. (An
+    unlabelled metric would hold its value from construction and stay out of the files: keep labels.)
     """
     directory.mkdir(parents=True, exist_ok=True)
     for stale in directory.glob("*.db"):

@@ -160,7 +160,7 @@ def test_counters_follow_a_real_dispatcher_and_match_the_ledger(ledger: Ledger, 
     e2e = "notify_end_to_end_seconds_count"
     assert sample(registry, e2e, channel="email", event_type="BasicEmail") == 1
     assert sample(registry, e2e, channel="sms", event_type="SMSNotification") == 1
-    assert sample(registry, "notify_sweeps_total") == 1
+    assert sample(registry, "notify_sweeps_total", found="no") == 1
 
 
 def test_rate_limit_waits_and_sweeper_findings() -> None:
@@ -174,6 +174,17 @@ def test_rate_limit_waits_and_sweeper_findings() -> None:
     assert sample(registry, "notify_sweeper_found_total", finding="requeued") == 3
     assert sample(registry, "notify_sweeper_found_total", finding="unknown") == 1
     assert sample(registry, "notify_sweeper_found_total", finding="purged") == 0
+
+
+def test_every_metric_is_labelled_so_multiprocess_mode_can_be_switched_on_late() -> None:
+    # enable_multiprocess runs after the observer exists; an unlabelled metric would already hold a
+    # value of the in-process kind and never reach the per-process files.
+    registry = CollectorRegistry()
+    PrometheusObserver(registry)
+    names = list(getattr(registry, "_names_to_collectors", {}).values())
+    assert names
+    for collector in names:
+        assert getattr(collector, "_labelnames", ()), collector
 
 
 def test_multiprocess_mode_sums_forked_children(tmp_path: Path) -> None:
@@ -194,6 +205,7 @@ def test_multiprocess_mode_sums_forked_children(tmp_path: Path) -> None:
             for _ in range(n):
                 observer.intake(Intake.ACCEPTED, "events.BasicEmail", "email")
             observer.rate_limited("mandrill", 0.25)
+            observer.swept({{"requeued": 1, "unknown": 0, "purged": 0}})
         ctx = multiprocessing.get_context("fork")
         procs = [ctx.Process(target=child, args=(n,)) for n in (3, 4)]
         for p in procs: p.start()
@@ -204,8 +216,9 @@ def test_multiprocess_mode_sums_forked_children(tmp_path: Path) -> None:
         print(merged.get_sample_value(
             "notify_events_total", {{"outcome": "accepted", "channel": "email", "event_type": "BasicEmail"}}))
         print(merged.get_sample_value("notify_rate_limit_waits_total", {{"limit": "mandrill"}}))
+        print(merged.get_sample_value("notify_sweeps_total", {{"found": "yes"}}))
         """
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["8.0", "2.0"]
+    assert done.stdout.split() == ["8.0", "2.0", "2.0"]
