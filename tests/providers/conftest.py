@@ -159,8 +159,14 @@ class SmtpHarness(EmailHarness):
     def misconfigured(self) -> EmailProvider:
         guarded = SmtpServer(username="notify", password="right").start()
         self._extra.append(guarded)
-        return SmtpProvider(guarded.host, guarded.port, username="notify", password="wrong", starttls=False,
-                            timeout=CLIENT_TIMEOUT)
+        return SmtpProvider(
+            guarded.host,
+            guarded.port,
+            username="notify",
+            password="wrong",
+            starttls=False,
+            timeout=CLIENT_TIMEOUT,
+        )
 
     def drop_idle(self) -> None:
         self.server.drop_idle_connections()
@@ -179,7 +185,9 @@ class OutboxHarness(EmailHarness):
         self.provider = OutboxProvider(directory)
 
     def wire(self) -> list[WireEmail]:
-        return [wire_from_mime(path.read_bytes()) for path in sorted((self.directory / "email").glob("*.eml"))]
+        return [
+            wire_from_mime(path.read_bytes()) for path in sorted((self.directory / "email").glob("*.eml"))
+        ]
 
 
 @pytest.fixture
@@ -257,12 +265,15 @@ class TwilioHarness(SmsHarness):
 
     def __init__(self, server: TwilioServer) -> None:
         self.server = server
-        self.provider = TwilioProvider(server.account_sid, server.auth_token, base_url=server.base_url,
-                                       timeout=CLIENT_TIMEOUT)
+        self.provider = TwilioProvider(
+            server.account_sid, server.auth_token, base_url=server.base_url, timeout=CLIENT_TIMEOUT
+        )
 
     def wire(self) -> list[WireSms]:
         return [
-            WireSms(item.form["To"], item.form.get("From") or item.form["MessagingServiceSid"], item.form["Body"])
+            WireSms(
+                item.form["To"], item.form.get("From") or item.form["MessagingServiceSid"], item.form["Body"]
+            )
             for item in self.server.accepted
         ]
 
@@ -280,8 +291,9 @@ class TwilioHarness(SmsHarness):
         self.server.refuse_number(number, 21610)
 
     def misconfigured(self) -> SmsProvider:
-        return TwilioProvider(self.server.account_sid, "wrong-token", base_url=self.server.base_url,
-                              timeout=CLIENT_TIMEOUT)
+        return TwilioProvider(
+            self.server.account_sid, "wrong-token", base_url=self.server.base_url, timeout=CLIENT_TIMEOUT
+        )
 
     def drop_idle(self) -> None:
         self.server.drop_idle_connections()
@@ -348,9 +360,26 @@ def self_signed_context(tmp_path: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     try:
         subprocess.run(
-            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-             "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-            check=True, capture_output=True,
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=127.0.0.1",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1",
+                "-keyout",
+                str(key),
+                "-out",
+                str(cert),
+            ],
+            check=True,
+            capture_output=True,
         )
     except (OSError, subprocess.CalledProcessError) as exc:
         pytest.skip(f"openssl cannot make a test certificate: {exc}")

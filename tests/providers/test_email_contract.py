@@ -64,8 +64,9 @@ def test_text_only_message(email: EmailHarness) -> None:
         ("drop", RetryLater, {"mandrill": "connection", "smtp": "connection"}),
     ],
 )
-def test_each_failure_class(email: EmailHarness, failure: str, error: type[DeliveryError],
-                            code: dict[str, str]) -> None:
+def test_each_failure_class(
+    email: EmailHarness, failure: str, error: type[DeliveryError], code: dict[str, str]
+) -> None:
     _needs_remote(email)
     email.inject(failure)
     with pytest.raises(error) as caught:

@@ -7,12 +7,13 @@ import json
 import pytest
 from conftest import make_email
 
-from workers.errors import ConfigurationError, GiveUp, ProviderMisconfigured, RetryLater
+from workers.errors import ConfigurationError, DeliveryError, GiveUp, ProviderMisconfigured, RetryLater
 from workers.messages import StoredTemplate
 from workers.providers.mandrill import (
     ERROR_NAMES,
     REJECT_REASONS,
     MandrillProvider,
+    Rule,
     build_send_request,
     parse_send_response,
 )
@@ -82,12 +83,18 @@ def test_parse_queued_is_accepted_with_its_reason() -> None:
 
 
 @pytest.mark.parametrize(("reason", "rule"), sorted(REJECT_REASONS.items()))
-def test_every_reject_reason_follows_the_table(reason: str, rule: object) -> None:
-    expected = {"retry": RetryLater, "give_up": GiveUp, "misconfigured": ProviderMisconfigured}
-    body = _reply([{"email": "person@example.org", "status": "rejected", "reject_reason": reason, "_id": "r"}])
-    with pytest.raises(expected[rule.action]) as caught:  # type: ignore[attr-defined]
+def test_every_reject_reason_follows_the_table(reason: str, rule: Rule) -> None:
+    expected: dict[str, type[DeliveryError]] = {
+        "retry": RetryLater,
+        "give_up": GiveUp,
+        "misconfigured": ProviderMisconfigured,
+    }
+    body = _reply(
+        [{"email": "person@example.org", "status": "rejected", "reject_reason": reason, "_id": "r"}]
+    )
+    with pytest.raises(expected[rule.action]) as caught:
         parse_send_response(200, {}, body)
-    assert type(caught.value) is expected[rule.action]  # type: ignore[attr-defined]
+    assert type(caught.value) is expected[rule.action]
     assert caught.value.code == reason
     assert "person@example.org" not in str(caught.value)
 
@@ -102,20 +109,29 @@ def test_soft_bounce_retries_and_hard_bounce_gives_up() -> None:
 
 
 @pytest.mark.parametrize(("name", "rule"), sorted(ERROR_NAMES.items()))
-def test_every_error_name_follows_the_table(name: str, rule: object) -> None:
-    expected = {"retry": RetryLater, "give_up": GiveUp, "misconfigured": ProviderMisconfigured}
+def test_every_error_name_follows_the_table(name: str, rule: Rule) -> None:
+    expected: dict[str, type[DeliveryError]] = {
+        "retry": RetryLater,
+        "give_up": GiveUp,
+        "misconfigured": ProviderMisconfigured,
+    }
     body = _reply({"status": "error", "code": -1, "name": name, "message": "about someone@example.org"})
-    with pytest.raises(expected[rule.action]) as caught:  # type: ignore[attr-defined]
+    with pytest.raises(expected[rule.action]) as caught:
         parse_send_response(500, {}, body)  # Mandrill answers every error with HTTP 500
-    assert type(caught.value) is expected[rule.action]  # type: ignore[attr-defined]
+    assert type(caught.value) is expected[rule.action]
     assert caught.value.code == name
     assert "someone@example.org" not in str(caught.value)
 
 
 def test_the_required_names_are_classified_as_the_issue_says() -> None:
-    cases = {"Invalid_Key": ProviderMisconfigured, "PaymentRequired": ProviderMisconfigured,
-             "ValidationError": GiveUp, "Unknown_Template": GiveUp, "GeneralError": RetryLater,
-             "ServiceUnavailable": RetryLater}
+    cases = {
+        "Invalid_Key": ProviderMisconfigured,
+        "PaymentRequired": ProviderMisconfigured,
+        "ValidationError": GiveUp,
+        "Unknown_Template": GiveUp,
+        "GeneralError": RetryLater,
+        "ServiceUnavailable": RetryLater,
+    }
     for name, error in cases.items():
         with pytest.raises(error):
             parse_send_response(500, {}, _reply({"status": "error", "code": -1, "name": name, "message": ""}))

@@ -17,8 +17,18 @@ from workers.testing.smtp_server import DropAt, SmtpServer
 
 @pytest.mark.parametrize(
     ("code", "error"),
-    [(421, RetryLater), (450, RetryLater), (451, RetryLater), (452, RetryLater), (550, GiveUp),
-     (552, GiveUp), (553, GiveUp), (554, GiveUp), (530, ProviderMisconfigured), (535, ProviderMisconfigured)],
+    [
+        (421, RetryLater),
+        (450, RetryLater),
+        (451, RetryLater),
+        (452, RetryLater),
+        (550, GiveUp),
+        (552, GiveUp),
+        (553, GiveUp),
+        (554, GiveUp),
+        (530, ProviderMisconfigured),
+        (535, ProviderMisconfigured),
+    ],
 )
 def test_reply_codes(code: int, error: type[Exception]) -> None:
     with pytest.raises(error) as caught:
@@ -29,8 +39,15 @@ def test_reply_codes(code: int, error: type[Exception]) -> None:
 def test_starttls_with_auth(tmp_path: Path) -> None:
     server_ctx, client_ctx = self_signed_context(tmp_path)
     with SmtpServer(username="notify", password="s3cret", starttls_context=server_ctx) as server:
-        provider = SmtpProvider(server.host, server.port, username="notify", password="s3cret",
-                                starttls=True, ssl_context=client_ctx, timeout=5)
+        provider = SmtpProvider(
+            server.host,
+            server.port,
+            username="notify",
+            password="s3cret",
+            starttls=True,
+            ssl_context=client_ctx,
+            timeout=5,
+        )
         provider.send_email(make_email())
         provider.close()
         assert len(server.received) == 1
@@ -39,7 +56,9 @@ def test_starttls_with_auth(tmp_path: Path) -> None:
 def test_implicit_tls(tmp_path: Path) -> None:
     server_ctx, client_ctx = self_signed_context(tmp_path)
     with SmtpServer(implicit_tls_context=server_ctx) as server:
-        provider = SmtpProvider(server.host, server.port, implicit_tls=True, ssl_context=client_ctx, timeout=5)
+        provider = SmtpProvider(
+            server.host, server.port, implicit_tls=True, ssl_context=client_ctx, timeout=5
+        )
         provider.send_email(make_email())
         provider.close()
         assert len(server.received) == 1
@@ -48,8 +67,9 @@ def test_implicit_tls(tmp_path: Path) -> None:
 def test_untrusted_certificate_is_misconfiguration(tmp_path: Path) -> None:
     server_ctx, _ = self_signed_context(tmp_path)
     with SmtpServer(starttls_context=server_ctx) as server:
-        provider = SmtpProvider(server.host, server.port, starttls=True, ssl_context=ssl.create_default_context(),
-                                timeout=5)
+        provider = SmtpProvider(
+            server.host, server.port, starttls=True, ssl_context=ssl.create_default_context(), timeout=5
+        )
         with pytest.raises(ProviderMisconfigured) as caught:
             provider.send_email(make_email())
         provider.close()

@@ -69,11 +69,17 @@ def test_table_actions() -> None:
 
 
 def test_create_params_from_number_or_messaging_service() -> None:
-    assert build_create_params(make_sms()) == {"to": "+447700900123", "body": "Your code is 123456",
-                                               "from_": "+15005550006"}
+    assert build_create_params(make_sms()) == {
+        "to": "+447700900123",
+        "body": "Your code is 123456",
+        "from_": "+15005550006",
+    }
     service = "MG" + "b" * 32
     assert build_create_params(make_sms(from_number=service)) == {
-        "to": "+447700900123", "body": "Your code is 123456", "messaging_service_sid": service}
+        "to": "+447700900123",
+        "body": "Your code is 123456",
+        "messaging_service_sid": service,
+    }
 
 
 def test_rewrite_keeps_the_path_and_query() -> None:
@@ -108,7 +114,11 @@ def test_messaging_service_goes_in_its_own_field(twilio_server: TwilioServer) ->
     provider.send_sms(make_sms(from_number=service))
     provider.close()
     [received] = twilio_server.accepted
-    assert received.form == {"To": "+447700900123", "MessagingServiceSid": service, "Body": "Your code is 123456"}
+    assert received.form == {
+        "To": "+447700900123",
+        "MessagingServiceSid": service,
+        "Body": "Your code is 123456",
+    }
 
 
 def test_long_body_is_refused_before_calling(twilio_server: TwilioServer) -> None:

@@ -195,7 +195,7 @@ class RedirectingHttpClient(HttpClient):  # type: ignore[misc]  # the SDK ships 
                 method.upper(),
                 url,
                 params=params,  # type: ignore[arg-type]
-                data=data,  # type: ignore[arg-type]
+                data=data,
                 headers=headers,
                 auth=auth,
                 timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,

@@ -111,6 +111,7 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as the production clients expect
+    disable_nagle_algorithm = True  # headers and body go out in two writes; avoid the delayed-ACK stall
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:

@@ -227,10 +227,11 @@ def main(argv: list[str] | None = None) -> None:
                         help="known stored template (repeatable; none given: any name exists)")
     args = parser.parse_args(argv)
     server = MandrillServer(args.key or ["test-key"], templates=args.template, host=args.host, port=args.port)
+    done = threading.Event()
+    # Installed before the address is printed: a caller may stop us as soon as it reads it.
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
     server.start()
     print(f"MANDRILL_BASE_URL={server.api_url}", flush=True)
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
     try:
         done.wait()
     except KeyboardInterrupt:

@@ -250,10 +250,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--password", default=None)
     args = parser.parse_args(argv)
     server = SmtpServer(args.host, args.port, username=args.user, password=args.password)
+    done = threading.Event()
+    # Installed before the address is printed: a caller may stop us as soon as it reads it.
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
     server.start()
     print(f"SMTP_HOST={server.host} SMTP_PORT={server.port} SMTP_STARTTLS=false", flush=True)
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
     try:
         done.wait()
     except KeyboardInterrupt:

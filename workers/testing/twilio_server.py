@@ -197,10 +197,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--token", default="test-token")
     args = parser.parse_args(argv)
     server = TwilioServer(args.sid, args.token, host=args.host, port=args.port)
+    done = threading.Event()
+    # Installed before the address is printed: a caller may stop us as soon as it reads it.
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
     server.start()
     print(f"TWILIO_BASE_URL={server.base_url}", flush=True)
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
     try:
         done.wait()
     except KeyboardInterrupt:
