@@ -134,13 +134,17 @@ class Dispatcher:
 
     def accept(self, event: ParsedEvent) -> AcceptResult:
         """Record the event, then hand its id to a deliver task; a duplicate is a no-op."""
-        result = self.ledger.accept(event)
+        # Recorded as `queued` at once, one write instead of accept + mark_queued. Should this
+        # process die, or the enqueue fail, before the deliver task is on the broker, the sweeper
+        # re-enqueues the stuck `queued` row (after NOTIFY_STUCK_AFTER) as it would an `accepted` one.
+        result = self.ledger.accept(event, queued=True)
         bound = log.bind(notification_id=event.notification_id, event_type=event.event_type)
-        if result.status is Status.ACCEPTED:
-            # Also for a duplicate still in `accepted`: the first accept may have died before
-            # enqueueing, and a second deliver task is harmless (the claim lets one through).
+        if result.created or result.status is Status.ACCEPTED:
+            # Also for a duplicate still in `accepted` (recorded by an older worker): the first
+            # accept may have died before enqueueing, and a second deliver task is harmless.
             self.enqueue(event.notification_id, label(event.notification_id, event.channel, event.template))
-            self.ledger.mark_queued(event.notification_id)
+            if result.status is Status.ACCEPTED:
+                self.ledger.mark_queued(event.notification_id)
             bound.info("event.accepted", duplicate=not result.created)
         else:
             bound.info("event.duplicate", status=result.status.value)

@@ -13,8 +13,9 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Engine, Table, and_, insert, or_, select, update
+from sqlalchemy import Engine, Table, and_, bindparam, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.elements import ColumnElement
 
 from workers.events import ParsedEvent
 from workers.ledger import states
@@ -73,29 +74,120 @@ def describe_error(error: BaseException) -> str:
     return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
 
 
+def _param(name: str, column: Any) -> Any:
+    """A named bind parameter typed like ``column`` (so UTC timestamps and JSON convert as usual)."""
+    return bindparam(name, type_=column.type)
+
+
 class Ledger:
-    """The source of truth for every notification's fate."""
+    """The source of truth for every notification's fate.
+
+    The statements of the hot path (accept, claim, record outcome) are built once with bind
+    parameters: building a Core statement and its cache key costs about as much CPU as the
+    round trip it makes, and a reused statement's cache key is memoized.
+    """
 
     def __init__(self, engine: Engine, *, clock: Clock = utcnow) -> None:
         self.engine = engine
         self.clock = clock
         self._dialect = engine.dialect.name
+        # One statement is its own transaction: no BEGIN and COMMIT round trips around it.
+        self._single = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._insert_stmt = self._build_insert()
+        self._claim_stmt = self._build_claim()
+        self._finish_attempt_stmt = self._build_finish_attempt()
+        self._finish_stmts: dict[tuple[Status, frozenset[Status], tuple[str, ...]], Any] = {}
 
-    # -- intake -----------------------------------------------------------------------------
-
-    def _insert_ignore(self, values: dict[str, Any]) -> bool:
+    def _build_insert(self) -> Any:
         table = Notification.__table__
         assert isinstance(table, Table)
         stmt: Any
         if self._dialect == "postgresql":
-            stmt = postgresql.insert(table).values(**values).on_conflict_do_nothing(index_elements=["id"])
+            stmt = postgresql.insert(table).on_conflict_do_nothing(index_elements=["id"])
         elif self._dialect == "sqlite":
-            stmt = sqlite.insert(table).values(**values).on_conflict_do_nothing(index_elements=["id"])
+            stmt = sqlite.insert(table).on_conflict_do_nothing(index_elements=["id"])
         else:  # pragma: no cover - other databases are not supported yet
             raise NotImplementedError(self._dialect)
         # RETURNING, not rowcount: drivers disagree on rowcount for ON CONFLICT DO NOTHING.
-        with self.engine.begin() as conn:
-            return conn.execute(stmt.returning(table.c.id)).first() is not None
+        return stmt.returning(table.c.id)
+
+    @staticmethod
+    def _build_claim() -> Any:
+        n = Notification
+        return (
+            update(n)
+            .where(
+                n.id == _param("b_id", n.id),
+                n.status.in_([s.value for s in sorted(states.CLAIMABLE)]),
+            )
+            .values(
+                status=Status.SENDING.value,
+                attempts=n.attempts + 1,
+                claim_token=_param("b_token", n.claim_token),
+                updated_at=_param("b_now", n.updated_at),
+                next_attempt_at=None,
+            )
+            .returning(
+                n.channel,
+                n.event_type,
+                n.template,
+                n.payload,
+                n.meta,
+                n.attempts,
+                n.cycle_attempts_base,
+                n.cycle_started_at,
+                n.occurred_at,
+            )
+        )
+
+    @staticmethod
+    def _build_finish_attempt() -> Any:
+        a = Attempt
+        return (
+            update(a)
+            .where(
+                a.notification_id == _param("b_id", a.notification_id),
+                a.claim_token == _param("b_token", a.claim_token),
+                # The first answer for an attempt is its story; a duplicate never rewrites it.
+                a.finished_at.is_(None),
+            )
+            .values(
+                finished_at=_param("b_now", a.finished_at),
+                outcome=_param("b_outcome", a.outcome),
+                provider=_param("b_provider", a.provider),
+                error_class=_param("b_error_class", a.error_class),
+                error_message=_param("b_error_message", a.error_message),
+            )
+        )
+
+    def _finish_stmt(self, target: Status, origins: set[Status], names: tuple[str, ...]) -> Any:
+        """The compare-and-set UPDATE of ``_finish`` for these origins and value columns, cached."""
+        key = (target, frozenset(origins), names)
+        stmt = self._finish_stmts.get(key)
+        if stmt is None:
+            n = Notification
+            columns = n.__table__.c
+            stmt = (
+                update(n)
+                .where(
+                    n.id == _param("b_id", n.id),
+                    n.claim_token == _param("b_token", n.claim_token),
+                    n.status.in_([s.value for s in sorted(origins)]),
+                )
+                .values(
+                    status=target.value,
+                    updated_at=_param("b_now", n.updated_at),
+                    **{name: _param(f"b_{name}", columns[name]) for name in names},
+                )
+            )
+            self._finish_stmts[key] = stmt
+        return stmt
+
+    # -- intake -----------------------------------------------------------------------------
+
+    def _insert_ignore(self, values: dict[str, Any]) -> bool:
+        with self._single.connect() as conn:
+            return conn.execute(self._insert_stmt, values).first() is not None
 
     def _status_of(self, notification_id: str) -> Status:
         with self.engine.connect() as conn:
@@ -104,16 +196,23 @@ class Ledger:
             ).scalar_one()
         return Status(value)
 
-    def accept(self, event: ParsedEvent) -> AcceptResult:
-        """Record a valid event as ``accepted``; the same id twice is one row (the second is a no-op)."""
+    def accept(self, event: ParsedEvent, *, queued: bool = False) -> AcceptResult:
+        """Record a valid event as ``accepted``; the same id twice is one row (the second is a no-op).
+
+        ``queued``: record it as ``queued`` straight away, for a caller that enqueues its deliver
+        task right after. That saves the ``accepted -> queued`` write, and is as safe: should the
+        caller die before enqueueing, the sweeper re-enqueues a stuck ``queued`` row exactly as it
+        does a stuck ``accepted`` one.
+        """
         now = self.clock()
+        initial = Status.QUEUED if queued else Status.ACCEPTED
         created = self._insert_ignore(
             {
                 "id": event.notification_id,
                 "channel": event.channel.value,
                 "event_type": event.event_type,
                 "template": event.template,
-                "status": Status.ACCEPTED.value,
+                "status": initial.value,
                 "attempts": 0,
                 "cycle_attempts_base": 0,
                 "recipient": event.recipient,
@@ -129,7 +228,7 @@ class Ledger:
                 "cycle_started_at": now,
             }
         )
-        status = Status.ACCEPTED if created else self._status_of(event.notification_id)
+        status = initial if created else self._status_of(event.notification_id)
         return AcceptResult(event.notification_id, created, status)
 
     def reject(
@@ -171,40 +270,16 @@ class Ledger:
         """Atomically take a row for one attempt (``-> sending``); None if another worker has it."""
         now = self.clock()
         token = secrets.token_hex(8)
-        n = Notification
-        stmt = (
-            update(n)
-            .where(n.id == notification_id, n.status.in_([s.value for s in states.CLAIMABLE]))
-            .values(
-                status=Status.SENDING.value,
-                attempts=n.attempts + 1,
-                claim_token=token,
-                updated_at=now,
-                next_attempt_at=None,
-            )
-            .returning(
-                n.channel,
-                n.event_type,
-                n.template,
-                n.payload,
-                n.meta,
-                n.attempts,
-                n.cycle_attempts_base,
-                n.cycle_started_at,
-                n.occurred_at,
-            )
-        )
         with self.engine.begin() as conn:
-            row = conn.execute(stmt).one_or_none()
+            row = conn.execute(
+                self._claim_stmt, {"b_id": notification_id, "b_token": token, "b_now": now}
+            ).one_or_none()
             if row is None:
                 return None
             conn.execute(
-                insert(Attempt).values(
-                    notification_id=notification_id,
-                    number=row.attempts,
-                    claim_token=token,
-                    started_at=now,
-                )
+                insert(Attempt),
+                {"notification_id": notification_id, "number": row.attempts, "claim_token": token,
+                 "started_at": now},
             )
         return Claim(
             notification_id=notification_id,
@@ -233,8 +308,11 @@ class Ledger:
         now = self.clock()
         n = Notification
         assert all(states.allowed(origin, target) for origin in origins), (origins, target)
-        with self.engine.begin() as conn:
-            moved = conn.execute(
+        keys = {"b_id": claim.notification_id, "b_token": claim.token, "b_now": now}
+        move: Any
+        if any(isinstance(value, ColumnElement) for value in values.values()):
+            # A SQL expression among the values (an uncounted retry): rare, so built each time.
+            move = (
                 update(n)
                 .where(
                     n.id == claim.notification_id,
@@ -242,22 +320,23 @@ class Ledger:
                     n.status.in_([s.value for s in origins]),
                 )
                 .values(status=target.value, updated_at=now, **values)
-            ).rowcount
+            )
+            params: dict[str, Any] = {}
+        else:
+            names = tuple(sorted(values))
+            move = self._finish_stmt(target, origins, names)
+            params = {**keys, **{f"b_{name}": values[name] for name in names}}
+        with self.engine.begin() as conn:
+            moved = conn.execute(move, params).rowcount if params else conn.execute(move).rowcount
             conn.execute(
-                update(Attempt)
-                .where(
-                    Attempt.notification_id == claim.notification_id,
-                    Attempt.claim_token == claim.token,
-                    # The first answer for an attempt is its story; a duplicate never rewrites it.
-                    Attempt.finished_at.is_(None),
-                )
-                .values(
-                    finished_at=now,
-                    outcome=outcome if moved else f"{outcome} (late)",
-                    provider=provider,
-                    error_class=type(error).__name__ if error else None,
-                    error_message=describe_error(error)[:MAX_ERROR_CHARS] if error else None,
-                )
+                self._finish_attempt_stmt,
+                {
+                    **keys,
+                    "b_outcome": outcome if moved else f"{outcome} (late)",
+                    "b_provider": provider,
+                    "b_error_class": type(error).__name__ if error else None,
+                    "b_error_message": describe_error(error)[:MAX_ERROR_CHARS] if error else None,
+                },
             )
         return bool(moved)
 
@@ -372,7 +451,7 @@ class Ledger:
     def _move(self, notification_id: str, target: Status, origins: set[Status] | frozenset[Status]) -> bool:
         assert all(states.allowed(origin, target) for origin in origins), (origins, target)
         n = Notification
-        with self.engine.begin() as conn:
+        with self._single.connect() as conn:
             return bool(
                 conn.execute(
                     update(n)
