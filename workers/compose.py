@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from workers.errors import InvalidEvent
 from workers.messages import EmailMessage, SmsMessage, StoredTemplate
@@ -18,7 +18,9 @@ MENTION = "events.MentionEmailGenerated"
 class TemplateRenderer(Protocol):
     """What composing needs from the template store (``workers.rendering.TemplateStore``)."""
 
-    def render(self, name: str, part: str, language: str, data: Mapping[str, Any]) -> str: ...
+    def render(
+        self, name: str, part: Literal["subject", "html", "text"], language: str, data: Mapping[str, Any]
+    ) -> str: ...
 
 
 class MentionData(Protocol):
