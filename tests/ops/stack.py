@@ -30,11 +30,13 @@ def eventually(probe: Callable[[], T | None], *, timeout: float = 60.0, every: f
     last: Any = None
     while time.monotonic() < deadline:
         try:
-            last = probe()
+            value = probe()
         except (httpx.HTTPError, OSError) as exc:
-            last = exc
-        if last:
-            return last  # type: ignore[no-any-return]
+            last = exc  # not up yet: keep polling
+        else:
+            if value:
+                return value
+            last = value
         time.sleep(every)
     raise AssertionError(f"gave up waiting; last value: {last!r}")
 
