@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 from celery import Celery
 from celery.signals import setup_logging
 from kombu.entity import Exchange, Queue
+from kombu.exceptions import ChannelError
+from kombu.transport import TRANSPORT_ALIASES, filesystem
+from kombu.utils.json import dumps
 
 from workers import logs
 from workers.settings import Settings, get_settings
@@ -31,10 +37,40 @@ def embedded_transport_options(state_dir: Path) -> dict[str, Any]:
     }
 
 
+class _AtomicFilesystemChannel(filesystem.Channel):
+    """kombu's filesystem channel, but a message file appears only once it is whole.
+
+    kombu writes each message in place; a consumer polling the folder can take the file while it
+    is still empty, and then the worker dies on a JSON error and the message is lost (seen with a
+    resend published while the worker was busy). Writing under a name no consumer matches
+    (``….msg.part``) and renaming it, atomic within one folder, closes that window.
+    """
+
+    # kombu's base and filesystem channels disagree on the parameter's name; we follow the caller.
+    def _put(self, queue: Any, message: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        name = f"{round(time.monotonic() * 1000)}_{uuid.uuid4()}.{queue}.msg"
+        final = os.path.join(self.data_folder_out, name)
+        partial = final + ".part"
+        try:
+            with open(partial, "wb") as handle:
+                handle.write(dumps(message).encode("utf-8"))
+            os.replace(partial, final)
+        except OSError as exc:
+            raise ChannelError(f"Cannot add file {final!r} to directory") from exc
+
+
+class AtomicFilesystemTransport(filesystem.Transport):
+    Channel = _AtomicFilesystemChannel
+
+
+EMBEDDED_SCHEME = "notify-filesystem"
+TRANSPORT_ALIASES.setdefault(EMBEDDED_SCHEME, f"{__name__}:AtomicFilesystemTransport")
+
+
 def broker_settings(settings: Settings) -> dict[str, Any]:
     if settings.embedded_broker:
         return {
-            "broker_url": "filesystem://",
+            "broker_url": f"{EMBEDDED_SCHEME}://",
             "broker_transport_options": embedded_transport_options(settings.state_dir),
         }
     options: dict[str, Any] = {"broker_url": settings.broker_url}

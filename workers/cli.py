@@ -275,7 +275,10 @@ def cmd_resend(settings: Settings, args: argparse.Namespace) -> int:
     ledger = Ledger(_engine(settings))
     ids: list[str] = list(args.ids)
     if args.all:
-        ids = ledger.ids_in(sorted(RESENDABLE_FORCED if args.force else RESENDABLE - {Status.DISCARDED}))
+        # In bulk only what certainly never reached anyone: an `unknown` row may have been
+        # delivered (check the provider's log, then resend it by id), and `sent` rows are never
+        # swept up by --all, --force or not; --force is for ids an operator names.
+        ids = ledger.ids_in([Status.FAILED, Status.DEAD])
     if not ids:
         _out("nothing to resend")
         return 0
@@ -549,7 +552,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     resend = failed.add_parser("resend", help="deliver again (through notifications.resend)")
     resend.add_argument("ids", nargs="*")
-    resend.add_argument("--all", action="store_true", help="every failed, dead and unknown row")
+    resend.add_argument("--all", action="store_true", help="every failed and dead row (unknown ones by id)")
     resend.add_argument("--force", action="store_true", help="also resend rows already sent")
     discard = failed.add_parser("discard", help="give up on notifications for good")
     discard.add_argument("ids", nargs="+")
