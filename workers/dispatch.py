@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 
@@ -108,6 +108,30 @@ def label(notification_id: str, channel: str | None, detail: str | None) -> str:
     return " ".join(part for part in ("notification", notification_id, channel, detail) if part)
 
 
+# Caps on what the event's envelope puts into every log line of its notification.
+MAX_LOG_NAME_CHARS = 128
+MAX_LOG_BAGGAGE_ITEMS = 16
+MAX_LOG_BAGGAGE_CHARS = 256
+
+
+def _capped(value: str, limit: int) -> str:
+    return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
+def correlation(core: Mapping[str, Any], baggage: Mapping[str, Any]) -> dict[str, Any]:
+    """``core.id``, ``core.name`` and ``baggage`` for the log context of one notification.
+
+    Baggage keys and values are correlation data, not personal data, by the platform's contract
+    (the log's masking still applies); they are capped so a producer cannot bloat every line.
+    """
+    items = sorted((str(k), str(v)) for k, v in baggage.items())[:MAX_LOG_BAGGAGE_ITEMS]
+    return {
+        "core_id": _capped(str(core.get("id") or ""), MAX_LOG_NAME_CHARS) or None,
+        "core_name": _capped(str(core.get("name") or ""), MAX_LOG_NAME_CHARS) or None,
+        "baggage": {_capped(k, MAX_LOG_NAME_CHARS): _capped(v, MAX_LOG_BAGGAGE_CHARS) for k, v in items},
+    }
+
+
 class Dispatcher:
     """Owns the flow of one notification; collaborators come in through the constructor."""
 
@@ -138,7 +162,11 @@ class Dispatcher:
         # process die, or the enqueue fail, before the deliver task is on the broker, the sweeper
         # re-enqueues the stuck `queued` row (after NOTIFY_STUCK_AFTER) as it would an `accepted` one.
         result = self.ledger.accept(event, queued=True)
-        bound = log.bind(notification_id=event.notification_id, event_type=event.event_type)
+        bound = log.bind(
+            notification_id=event.notification_id,
+            event_type=event.event_type,
+            **correlation(event.core, event.baggage),
+        )
         if result.created or result.status is Status.ACCEPTED:
             # Also for a duplicate still in `accepted` (recorded by an older worker): the first
             # accept may have died before enqueueing, and a second deliver task is harmless.
@@ -201,6 +229,7 @@ class Dispatcher:
             event_id=claim.meta.get("core", {}).get("event_id") or None,
             channel=claim.channel.value,
             attempt=claim.attempt,
+            **correlation(claim.meta.get("core") or {}, claim.meta.get("baggage") or {}),
         )
         timer = _Timer()
         with delivery_span(

@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
 from celery import bootsteps
 from kombu.connection import Connection
 from kombu.entity import Exchange, Queue, binding
-from kombu.messaging import Consumer, Producer
 from kombu.message import Message
+from kombu.messaging import Consumer, Producer
 
 from workers.dispatch import Dispatcher, Intake
 from workers.settings import Settings
 
 log = structlog.get_logger("workers.ingest")
-
-# A message whose handling failed for a reason of ours (database down) goes back to the queue
-# after this pause, so an outage is not a hot loop.
-INFRA_BACKOFF = 1.0
 
 
 def event_exchange(settings: Settings) -> Exchange:
@@ -37,34 +33,104 @@ def event_queue(settings: Settings) -> Queue:
     )
 
 
-class EventHandler:
-    """Handles one bus message to the end: ack only after the ledger and the deliver task have it."""
+Schedule = Callable[[float, Callable[[], None]], None]  # run the callable after so many seconds
 
-    def __init__(self, dispatcher: Callable[[], Dispatcher], templates: Callable[[], frozenset[str]]) -> None:
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """How long a message whose handling failed for a reason of ours (database down) waits.
+
+    Doubles with each failure in a row, so an outage is neither a hot loop nor a wall of logs,
+    and falls back to ``base`` after the next success.
+    """
+
+    base: float = 0.5
+    cap: float = 10.0
+
+    def delay(self, failures: int) -> float:
+        return min(self.cap, self.base * 2.0 ** max(0, failures - 1))
+
+
+def _raw_body(message: Message) -> bytes:
+    body = message.body
+    if isinstance(body, bytes):
+        return body
+    # py-amqp decodes a body whose message names a content encoding (pika and most producers
+    # send "utf-8" with JSON); encoding it back with the same codec gives the exact bytes sent.
+    try:
+        return bytes(body, message.content_encoding or "utf-8")
+    except (LookupError, UnicodeError):
+        return bytes(body, "utf-8", "surrogatepass")
+
+
+class EventHandler:
+    """Handles one bus message to the end: ack only after the ledger and the deliver task have it.
+
+    A failure of ours (database or broker down) leaves the message unacknowledged and hands it
+    back to the queue after a backoff. The wait is scheduled, never slept: the handler runs on
+    the worker's consumer loop, which also fetches task messages and sends broker heartbeats.
+    """
+
+    def __init__(
+        self,
+        dispatcher: Callable[[], Dispatcher],
+        templates: Callable[[], frozenset[str]],
+        *,
+        schedule: Schedule,
+        backoff: Backoff = Backoff(),
+    ) -> None:
         self._dispatcher = dispatcher
         self._templates = templates
+        self._schedule = schedule
+        self._backoff = backoff
+        self._failures = 0  # in a row
+        self._generation = 0  # bumped whenever the channel the messages came on goes away
         self.counts: dict[Intake, int] = dict.fromkeys(Intake, 0)
 
     def __call__(self, message: Message) -> None:
         # Celery kills the whole worker when a consumer callback raises, and the bad message
         # stays queued, so nothing may escape from here.
+        routing_key = message.delivery_info.get("routing_key")
         try:
             outcome = self._dispatcher().receive(
-                message.body if isinstance(message.body, bytes) else bytes(message.body, "utf-8"),
-                message.content_type,
-                message.delivery_info.get("routing_key"),
-                templates=self._templates(),
+                _raw_body(message), message.content_type, routing_key, templates=self._templates()
             )
         except Exception:
-            log.exception("ingest.failed", routing_key=message.delivery_info.get("routing_key"))
-            time.sleep(INFRA_BACKOFF)
+            self._failures += 1
+            delay = self._backoff.delay(self._failures)
+            log.exception("ingest.failed", routing_key=routing_key, requeue_in=delay, failures=self._failures)
+            requeue = self._requeue_later(message)
+            try:
+                self._schedule(delay, requeue)
+            except Exception:
+                log.exception("ingest.schedule_failed")
+                requeue()  # better a fast retry than a message held until the channel closes
+            return
+        self._failures = 0
+        self.counts[outcome] += 1
+        try:
+            message.ack()
+        except Exception:
+            # The channel died under us: the broker hands the message out again, and the
+            # ledger makes the second intake a no-op.
+            log.exception("ingest.ack_failed", routing_key=routing_key)
+
+    def _requeue_later(self, message: Message) -> Callable[[], None]:
+        generation = self._generation
+
+        def requeue() -> None:
+            if generation != self._generation or message.acknowledged:
+                return  # its channel closed meanwhile, and closing already returned it
             try:
                 message.requeue()
             except Exception:
                 log.exception("ingest.requeue_failed")
-            return
-        self.counts[outcome] += 1
-        message.ack()
+
+        return requeue
+
+    def channel_closed(self) -> None:
+        """Forget pending requeues: their delivery tags mean nothing on a new channel."""
+        self._generation += 1
 
 
 class EventConsumerStep(bootsteps.ConsumerStep):
@@ -78,9 +144,11 @@ class EventConsumerStep(bootsteps.ConsumerStep):
         self.handler = EventHandler(
             lambda: tasks.runtime.get().dispatcher,
             lambda: tasks.runtime.get().templates.names(),
+            schedule=lambda delay, fun: _on_consumer_loop(parent, delay, fun),
         )
 
     def get_consumers(self, channel: Any) -> list[Consumer]:
+        self.handler.channel_closed()  # a new channel: requeues meant for the old one are void
         return [
             Consumer(
                 channel,
@@ -90,6 +158,24 @@ class EventConsumerStep(bootsteps.ConsumerStep):
                 prefetch_count=16,
             )
         ]
+
+    def stop(self, c: Any) -> None:
+        self.handler.channel_closed()
+        super().stop(c)
+
+    def shutdown(self, c: Any) -> None:
+        self.handler.channel_closed()
+        super().shutdown(c)
+
+
+def _on_consumer_loop(consumer: Any, delay: float, fun: Callable[[], None]) -> None:
+    """Run ``fun`` on the consumer's own loop after ``delay`` seconds.
+
+    With an event loop (RabbitMQ, Redis) the worker's timer fires on that loop already; the
+    blocking loop (the filesystem broker) has a timer thread instead, and ``call_soon`` moves the
+    call back onto the loop, because a channel is not safe to use from two threads.
+    """
+    consumer.timer.call_after(delay, lambda: consumer.call_soon(fun))
 
 
 def declare_bus(connection: Connection, settings: Settings) -> None:
