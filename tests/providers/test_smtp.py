@@ -147,3 +147,15 @@ def test_unreachable_server_is_transient() -> None:
         provider.send_email(make_email())
     provider.close()
     assert caught.value.code == "connection"
+
+
+def test_long_messages_go_out_with_crlf_line_ends(smtp_server: SmtpServer) -> None:
+    # Regression: bytes sent with LF-only line ends read as one line over the 1,000-octet limit.
+    html = "<p>" + "<br>\n".join(f"line {n} of a long mention digest" for n in range(400)) + "</p>"
+    provider = SmtpProvider(smtp_server.host, smtp_server.port, starttls=False)
+    try:
+        provider.send_email(make_email(html=html, text="x\n" * 600))
+    finally:
+        provider.close()
+    (mail,) = smtp_server.received
+    assert "line 399 of a long mention digest" in mail.message.get_body(("html",)).get_content()

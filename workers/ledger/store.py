@@ -71,6 +71,10 @@ class DiscardResult(StrEnum):
 
 def describe_error(error: BaseException) -> str:
     text = f"{type(error).__name__}: {error}"
+    code = getattr(error, "code", None)
+    if code and str(code) not in text:
+        # The provider's own code (Twilio 21610, Mandrill's error name) is what an operator searches for.
+        text += f" [code {code}]"
     return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
 
 

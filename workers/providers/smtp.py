@@ -15,6 +15,7 @@ import logging
 import smtplib
 import ssl
 import threading
+from email.policy import SMTP as SMTP_POLICY
 from typing import NoReturn
 
 from workers.errors import GiveUp, ProviderMisconfigured, RetryLater
@@ -148,7 +149,9 @@ class SmtpProvider:
                 provider=NAME, code="stored-template")
         try:
             mime = build_mime(message, domain=self._domain)
-            payload = mime.as_bytes()
+            # CRLF line ends: smtplib fixes bare LFs in str messages but sends bytes verbatim, and a
+            # server reads an LF-only message as one over-long line.
+            payload = mime.as_bytes(policy=SMTP_POLICY)
         except (ValueError, TypeError) as exc:
             raise GiveUp(f"smtp: message cannot be encoded ({redact(str(exc))})", provider=NAME,
                          code="encoding") from None
