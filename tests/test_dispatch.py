@@ -12,7 +12,14 @@ import pytest
 from tests.factories import basic_email, mention, parsed, sms
 from workers.compose import Composer
 from workers.dispatch import Dispatcher, Intake
-from workers.errors import GiveUp, ProviderMisconfigured, RateLimited, RetryLater, TemplateError
+from workers.errors import (
+    GiveUp,
+    MaybeDelivered,
+    ProviderMisconfigured,
+    RateLimited,
+    RetryLater,
+    TemplateError,
+)
 from workers.ledger import Ledger, make_engine
 from workers.ledger.migrate import upgrade
 from workers.ledger.queries import get_notification
@@ -210,3 +217,22 @@ def test_receive_classifies_raw_messages(ledger: Ledger) -> None:
         is Intake.IGNORED
     )
     assert len(queued) == 1
+
+
+def test_maybe_delivered_is_retried_by_default(ledger: Ledger) -> None:
+    dispatcher, _ = make(ledger, ScriptedProvider(MaybeDelivered("read timeout", provider="mandrill")))
+    event = parsed(basic_email())
+    dispatcher.accept(event)
+    assert dispatcher.deliver(event.notification_id).status is Status.RETRYING
+
+
+def test_maybe_delivered_becomes_unknown_when_duplicates_must_never_happen(ledger: Ledger) -> None:
+    provider = ScriptedProvider(MaybeDelivered("read timeout", provider="mandrill"))
+    dispatcher, _ = make(ledger, provider)
+    dispatcher.on_maybe_delivered = "unknown"
+    event = parsed(basic_email())
+    dispatcher.accept(event)
+    assert dispatcher.deliver(event.notification_id).status is Status.UNKNOWN
+    assert dispatcher.deliver(event.notification_id).status is None  # never resent on its own
+    view = get_notification(ledger.engine, event.notification_id)
+    assert view is not None and view.status is Status.UNKNOWN and "read timeout" in (view.error or "")

@@ -7,7 +7,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import structlog
 
@@ -15,6 +15,7 @@ from workers.compose import Composer
 from workers.errors import (
     GiveUp,
     InvalidEvent,
+    MaybeDelivered,
     NotOurEvent,
     ProviderMisconfigured,
     RateLimited,
@@ -145,8 +146,10 @@ class Dispatcher:
         policy: RetryPolicy,
         enqueue: Enqueue,
         observer: Observer | None = None,
+        on_maybe_delivered: Literal["retry", "unknown"] = "retry",
     ) -> None:
         self.observer: Observer = observer or NullObserver()
+        self.on_maybe_delivered = on_maybe_delivered
         self.ledger = ledger
         self.composer = composer
         self.email = email
@@ -256,6 +259,14 @@ class Dispatcher:
         notification_id = claim.notification_id
         try:
             receipt = self._send(claim, timer)
+        except MaybeDelivered as exc:
+            if self.on_maybe_delivered == "unknown":
+                # Never risk a duplicate: park it for an operator, as if the worker had died mid-send.
+                self.ledger.record_failed(claim, exc, provider=exc.provider or None, status=Status.UNKNOWN)
+                bound.warning("deliver.unknown", provider=exc.provider, error=str(exc))
+                outcome = Outcome(notification_id, Status.UNKNOWN, exc.provider or None)
+            else:
+                outcome = self._retry(claim, exc, bound)
         except RetryLater as exc:
             outcome = self._retry(claim, exc, bound)
         except ProviderMisconfigured as exc:

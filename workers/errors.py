@@ -96,6 +96,14 @@ class RetryLater(DeliveryError):
         super().__init__(message, provider=provider, code=code)
 
 
+class MaybeDelivered(RetryLater):
+    """Retry later, knowing the provider may already have it: the request went out, no answer came.
+
+    A read timeout after the whole request was sent. Retrying risks a duplicate; not retrying risks
+    a loss. ``NOTIFY_ON_MAYBE_DELIVERED`` chooses: ``retry`` (default) or ``unknown`` (ask an operator).
+    """
+
+
 class RateLimited(RetryLater):
     """Retry later: our own shared rate limit says this send must wait ``retry_after`` seconds."""
 

@@ -65,6 +65,7 @@ def build_runtime(
         sms=build_sms_provider(settings, limiter=limiter),
         policy=RetryPolicy.from_settings(settings),
         enqueue=enqueue,
+        on_maybe_delivered=settings.on_maybe_delivered,
         observer=observer,
     )
     return Runtime(settings, engine, ledger, templates, dispatcher, limiter)

@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     sending_timeout: float = Field(default=600.0, gt=0)
     retention_days: float = Field(default=7.0, ge=0)
 
+    # What a provider timeout after the request went out means: retry (may duplicate) or unknown
+    # (an operator decides; never duplicates).
+    on_maybe_delivered: Literal["retry", "unknown"] = "retry"
     max_attempts: int = Field(default=8, ge=1)
     max_age: float = Field(default=86400.0, gt=0)
     retry_base: float = Field(default=2.0, gt=0)  # first retry after about this many seconds

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import EmailHarness, make_email
 
-from workers.errors import DeliveryError, GiveUp, ProviderMisconfigured, RetryLater
+from workers.errors import DeliveryError, GiveUp, MaybeDelivered, ProviderMisconfigured, RetryLater
 
 
 def _needs_remote(email: EmailHarness) -> None:
@@ -60,7 +60,7 @@ def test_text_only_message(email: EmailHarness) -> None:
         ("permanent", GiveUp, {"mandrill": "ValidationError", "smtp": "553"}),
         ("rejected-recipient", GiveUp, {"mandrill": "hard-bounce", "smtp": "550"}),
         ("throttled", RetryLater, {"mandrill": "Too_Many_Requests", "smtp": "421"}),
-        ("timeout", RetryLater, {"mandrill": "timeout", "smtp": "timeout"}),
+        ("timeout", MaybeDelivered, {"mandrill": "timeout", "smtp": "timeout"}),
         ("drop", RetryLater, {"mandrill": "connection", "smtp": "connection"}),
     ],
 )

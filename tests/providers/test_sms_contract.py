@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import SmsHarness, WireSms, make_sms
 
-from workers.errors import DeliveryError, GiveUp, ProviderMisconfigured, RetryLater
+from workers.errors import DeliveryError, GiveUp, MaybeDelivered, ProviderMisconfigured, RetryLater
 
 
 def _needs_remote(sms: SmsHarness) -> None:
@@ -32,7 +32,7 @@ def test_messaging_service_sender(sms: SmsHarness) -> None:
         ("transient", RetryLater, "20500"),
         ("permanent", GiveUp, "21211"),
         ("throttled", RetryLater, "20429"),
-        ("timeout", RetryLater, "timeout"),
+        ("timeout", MaybeDelivered, "timeout"),
         ("drop", RetryLater, "connection"),
     ],
 )

@@ -390,7 +390,8 @@ class Ledger:
     def record_failed(
         self, claim: Claim, error: BaseException, *, provider: str | None, status: Status = Status.FAILED
     ) -> bool:
-        """``sending -> failed`` (refused for good) or ``-> dead`` (retry budget spent)."""
+        """``sending -> failed`` (refused for good), ``-> dead`` (retry budget spent) or ``-> unknown``
+        (the provider may have it and nobody can tell: an operator decides)."""
         origins = {Status.SENDING} | ({Status.UNKNOWN} if status is Status.FAILED else set())
         return self._finish(
             claim,

@@ -28,7 +28,14 @@ from typing import Any, NoReturn
 
 import httpx
 
-from workers.errors import ConfigurationError, DeliveryError, GiveUp, ProviderMisconfigured, RetryLater
+from workers.errors import (
+    ConfigurationError,
+    DeliveryError,
+    GiveUp,
+    MaybeDelivered,
+    ProviderMisconfigured,
+    RetryLater,
+)
 from workers.messages import EmailMessage, Receipt
 from workers.providers.mime import extra_headers
 from workers.providers.redact import redact
@@ -226,6 +233,10 @@ class MandrillProvider:
         try:
             response = self._client.post(url, json=body)
             content = response.content
+        except (httpx.ReadTimeout, httpx.WriteTimeout) as exc:
+            # The request (or part of it) reached Mandrill; it may act on it without our hearing.
+            raise MaybeDelivered(f"mandrill: no answer in time ({type(exc).__name__})", provider=NAME,
+                                 code="timeout") from None
         except httpx.TimeoutException as exc:
             raise RetryLater(f"mandrill: timed out ({type(exc).__name__})", provider=NAME,
                              code="timeout") from None

@@ -18,7 +18,7 @@ import threading
 from email.policy import SMTP as SMTP_POLICY
 from typing import NoReturn
 
-from workers.errors import GiveUp, ProviderMisconfigured, RetryLater
+from workers.errors import GiveUp, MaybeDelivered, ProviderMisconfigured, RetryLater
 from workers.messages import EmailMessage, Receipt
 from workers.providers.mime import build_mime
 from workers.providers.redact import redact
@@ -191,8 +191,8 @@ class SmtpProvider:
             # smtplib reports a read timeout as a disconnect; a slow server may still deliver, so a
             # timeout is never resent on a new connection here, unlike a real drop.
             if isinstance(exc.__context__, TimeoutError):
-                raise RetryLater("smtp: timed out waiting for the server", provider=NAME,
-                                 code="timeout") from None
+                raise MaybeDelivered("smtp: timed out waiting for the server", provider=NAME,
+                                     code="timeout") from None
             raise _Dropped() from None
         except smtplib.SMTPRecipientsRefused as exc:
             code, text = next(iter(exc.recipients.values()))
@@ -206,8 +206,8 @@ class SmtpProvider:
         except ConnectionError:
             raise _Dropped() from None
         except TimeoutError:
-            raise RetryLater("smtp: timed out waiting for the server", provider=NAME,
-                             code="timeout") from None
+            raise MaybeDelivered("smtp: timed out waiting for the server", provider=NAME,
+                                 code="timeout") from None
         except (smtplib.SMTPException, OSError) as exc:
             raise RetryLater(f"smtp: exchange failed ({type(exc).__name__})", provider=NAME,
                              code="connection") from None

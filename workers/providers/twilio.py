@@ -20,7 +20,7 @@ from twilio.http import HttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
-from workers.errors import ConfigurationError, GiveUp, ProviderMisconfigured, RetryLater
+from workers.errors import ConfigurationError, GiveUp, MaybeDelivered, ProviderMisconfigured, RetryLater
 from workers.messages import Receipt, SmsMessage
 from workers.providers.redact import redact
 
@@ -201,6 +201,8 @@ class RedirectingHttpClient(HttpClient):  # type: ignore[misc]  # the SDK ships 
                 timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
                 follow_redirects=allow_redirects,
             )
+        except (httpx.ReadTimeout, httpx.WriteTimeout) as exc:
+            raise _Transport("maybe-delivered", type(exc).__name__) from None
         except httpx.TimeoutException as exc:
             raise _Transport("timeout", type(exc).__name__) from None
         except httpx.HTTPError as exc:
@@ -253,6 +255,10 @@ class TwilioProvider:
         try:
             created: Any = self._client.messages.create(**build_create_params(message))
         except _Transport as exc:
+            if exc.kind == "maybe-delivered":
+                # Twilio may have queued the message without our hearing the SID.
+                raise MaybeDelivered(f"twilio: no answer in time ({exc.name})", provider=NAME,
+                                     code="timeout") from None
             raise RetryLater(f"twilio: {exc.kind} ({exc.name})", provider=NAME, code=exc.kind) from None
         except TwilioRestException as exc:
             status = int(exc.status)
