@@ -1,0 +1,55 @@
+"""The benchmark scripts finish in quick mode and print the figures they promise; no timing is asserted."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT, require_service
+
+pytestmark = [pytest.mark.slow, pytest.mark.rabbitmq, pytest.mark.postgres]
+
+
+def run(script: str, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done.stdout
+
+
+@pytest.mark.parametrize("script", ["throughput.py", "latency.py", "io_bound.py"])
+def test_every_script_explains_itself(script: str) -> None:
+    assert "usage:" in run(script, "--help")
+
+
+def test_throughput_prints_the_ceiling_the_worker_and_the_ratio() -> None:
+    require_service("redis")
+    out = run("throughput.py", "--quick", "--broker", "both")
+    for broker in ("rabbitmq", "redis"):
+        assert f"[{broker} run 1] no-op threads -c 8" in out
+        assert f"[{broker} run 1] notify threads -c 8" in out
+        assert f"[{broker} run 1] ratio" in out
+    assert "'sent': 200" in out  # every event of the quick run reached the ledger as sent
+    assert out.count("peak RSS") >= 4
+
+
+def test_latency_prints_percentiles_and_memory() -> None:
+    out = run("latency.py", "--quick")
+    assert "latency ms: p50" in out and "p95" in out and "p99" in out
+    assert "peak RSS" in out
+
+
+def test_io_bound_prints_each_configuration_and_a_recommendation() -> None:
+    out = run("io_bound.py", "--quick")
+    assert "threads  -c 8" in out and "threads  -c 50" in out
+    assert "recommended:" in out
+    assert "peak RSS" in out
