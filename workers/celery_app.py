@@ -83,6 +83,7 @@ def broker_settings(settings: Settings) -> dict[str, Any]:
 
 def create_app(settings: Settings) -> Celery:
     queue = settings.task_queue
+    control = f"{queue}.control"
     app = Celery("notify", set_as_current=True, include=["workers.tasks"])
     app.conf.update(
         **broker_settings(settings),
@@ -105,11 +106,18 @@ def create_app(settings: Settings) -> Celery:
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
         worker_redirect_stdouts=False,
-        task_queues=[Queue(queue, Exchange(queue, type="direct"), routing_key=queue, durable=True)],
+        task_queues=[
+            Queue(queue, Exchange(queue, type="direct"), routing_key=queue, durable=True),
+            Queue(control, Exchange(control, type="direct"), routing_key=control, durable=True),
+        ],
         task_default_queue=queue,
         task_default_exchange=queue,
         task_default_routing_key=queue,
-        task_routes={"notifications.*": {"queue": queue}},
+        # The sweeper has its own queue: behind a backlog of deliveries it would wait, then expire.
+        task_routes={
+            "notifications.sweep": {"queue": control, "exchange": control, "routing_key": control},
+            "notifications.*": {"queue": queue},
+        },
         beat_schedule=(
             {
                 "notifications.sweep": {
