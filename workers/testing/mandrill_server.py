@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import argparse
 import re
-import signal
-import threading
 import uuid
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from workers.testing.http_base import LocalHttpServer, Reply, Request
+from workers.testing.program import serve_until_stopped
 
 API_PREFIX = "/api/1.0/"
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -227,17 +226,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="known stored template (repeatable; none given: any name exists)")
     args = parser.parse_args(argv)
     server = MandrillServer(args.key or ["test-key"], templates=args.template, host=args.host, port=args.port)
-    done = threading.Event()
-    # Installed before the address is printed: a caller may stop us as soon as it reads it.
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    server.start()
-    print(f"MANDRILL_BASE_URL={server.api_url}", flush=True)
-    try:
-        done.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
+    serve_until_stopped(server, lambda: f"MANDRILL_BASE_URL={server.api_url}")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
-import signal
 import socket
 import ssl
 import threading
@@ -26,6 +25,8 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+from workers.testing.program import serve_until_stopped
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,8 +69,9 @@ class _Handler:
     def __init__(self, owner: SmtpServer) -> None:
         self.owner = owner
 
-    async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope, hostname: str,
-                          responses: list[str]) -> list[str]:
+    async def handle_EHLO(
+        self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list[str]
+    ) -> list[str]:
         session.host_name = hostname
         self.owner._seen(server)
         return responses
@@ -87,8 +89,9 @@ class _Handler:
             await asyncio.sleep(fault.seconds)
         return None
 
-    async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope, address: str,
-                          mail_options: list[str]) -> str:
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, mail_options: list[str]
+    ) -> str:
         refused = await self._fault(server, "MAIL")
         if refused:
             return refused
@@ -96,8 +99,9 @@ class _Handler:
         envelope.mail_options.extend(mail_options)
         return "250 OK"
 
-    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
-                          rcpt_options: list[str]) -> str:
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
         refused = await self._fault(server, "RCPT")
         if refused:
             return refused
@@ -150,11 +154,14 @@ class SmtpServer:
         self._timeout_delay = 30.0
         self._rng = random.Random(0)
 
-    def _authenticate(self, server: SMTP, session: Session, envelope: Envelope, mechanism: str,
-                      auth_data: Any) -> AuthResult:
-        ok = (isinstance(auth_data, LoginPassword)
-              and auth_data.login.decode() == self._username
-              and auth_data.password.decode() == self._password)
+    def _authenticate(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
+    ) -> AuthResult:
+        ok = (
+            isinstance(auth_data, LoginPassword)
+            and auth_data.login.decode() == self._username
+            and auth_data.password.decode() == self._password
+        )
         return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd answers 535 itself
 
     def start(self) -> SmtpServer:
@@ -162,8 +169,11 @@ class SmtpServer:
             self.port = _free_port(self.host)
         kwargs: dict[str, Any] = {"hostname": self.host, "port": self.port}
         if self._username is not None:
-            kwargs.update(authenticator=self._authenticate, auth_required=True,
-                          auth_require_tls=self._starttls_context is not None)
+            kwargs.update(
+                authenticator=self._authenticate,
+                auth_required=True,
+                auth_require_tls=self._starttls_context is not None,
+            )
         if self._starttls_context is not None:
             kwargs.update(tls_context=self._starttls_context, require_starttls=True)
         if self._implicit_tls_context is not None:
@@ -192,8 +202,14 @@ class SmtpServer:
         with self._lock:
             self._faults.extend(faults)
 
-    def set_failure_rate(self, *, error_rate: float = 0.0, timeout_rate: float = 0.0, seed: int = 0,
-                         timeout_delay: float = 30.0) -> None:
+    def set_failure_rate(
+        self,
+        *,
+        error_rate: float = 0.0,
+        timeout_rate: float = 0.0,
+        seed: int = 0,
+        timeout_delay: float = 30.0,
+    ) -> None:
         """Answer ``error_rate`` of DATA commands with 451 and stall ``timeout_rate`` of them."""
         with self._lock:
             self._error_rate, self._timeout_rate = error_rate, timeout_rate
@@ -250,17 +266,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--password", default=None)
     args = parser.parse_args(argv)
     server = SmtpServer(args.host, args.port, username=args.user, password=args.password)
-    done = threading.Event()
-    # Installed before the address is printed: a caller may stop us as soon as it reads it.
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    server.start()
-    print(f"SMTP_HOST={server.host} SMTP_PORT={server.port} SMTP_STARTTLS=false", flush=True)
-    try:
-        done.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
+    serve_until_stopped(
+        server, lambda: f"SMTP_HOST={server.host} SMTP_PORT={server.port} SMTP_STARTTLS=false"
+    )
 
 
 if __name__ == "__main__":

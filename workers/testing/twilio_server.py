@@ -15,8 +15,6 @@ import argparse
 import base64
 import binascii
 import re
-import signal
-import threading
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,6 +22,7 @@ from email.utils import formatdate
 from typing import Any
 
 from workers.testing.http_base import LocalHttpServer, Reply, Request
+from workers.testing.program import serve_until_stopped
 
 DEFAULT_SID = "AC" + "0" * 32
 E164 = re.compile(r"^\+[1-9]\d{1,14}$")
@@ -197,17 +196,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--token", default="test-token")
     args = parser.parse_args(argv)
     server = TwilioServer(args.sid, args.token, host=args.host, port=args.port)
-    done = threading.Event()
-    # Installed before the address is printed: a caller may stop us as soon as it reads it.
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    server.start()
-    print(f"TWILIO_BASE_URL={server.base_url}", flush=True)
-    try:
-        done.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
+    serve_until_stopped(server, lambda: f"TWILIO_BASE_URL={server.base_url}")
 
 
 if __name__ == "__main__":
