@@ -81,7 +81,9 @@ class WorkerProcess:
     def start(self) -> WorkerProcess:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "workers", "worker", *self.args],
+            # A node name of its own: two workers sharing the default name on one RabbitMQ fight
+            # over the remote-control queue and one dies with RESOURCE_LOCKED.
+            [sys.executable, "-m", "workers", "worker", *self.args, *self._node_name()],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -89,6 +91,11 @@ class WorkerProcess:
             start_new_session=True,
         )
         return self
+
+    def _node_name(self) -> list[str]:
+        if "-n" in self.args or any(arg.startswith(("--hostname", "-n=")) for arg in self.args):
+            return []
+        return ["-n", f"test-{uuid.uuid4().hex[:8]}@%h"]
 
     def kill(self) -> None:
         """SIGKILL the whole process group: the worker and any pool children."""

@@ -15,10 +15,20 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **kwargs)
+        engine = create_engine(
+            url,
+            connect_args={"timeout": 30, "check_same_thread": False},
+            hide_parameters=True,
+            **kwargs,
+        )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
+    # Statement parameters hold addresses and bodies: never let them into an exception's text.
+    kwargs.setdefault("hide_parameters", True)
     kwargs.setdefault("pool_pre_ping", True)
+    if parsed.get_backend_name() == "postgresql":
+        # An unreachable host must fail fast, not hang the bus consumer inside connect().
+        kwargs.setdefault("connect_args", {"connect_timeout": 5})
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
     return create_engine(url, **kwargs)
