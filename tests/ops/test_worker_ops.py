@@ -341,8 +341,10 @@ def test_two_workers_share_one_rate_limit(tmp_path: Path, postgres_url: str) -> 
     assert len(times) == count
     # Burst 1 at `limit`/s: no one-second window holds more than limit + 1 sends.
     busiest = max(sum(1 for t in times if start <= t < start + 1.0) for start in times)
+    overall = (count - 1) / (times[-1] - times[0])
+    print(f"shared limit {limit}/s over two workers: busiest 1 s window {busiest}, overall {overall:.2f}/s")
     assert busiest <= limit + 1, busiest
-    assert (count - 1) / (times[-1] - times[0]) <= limit * 1.1
+    assert overall <= limit * 1.1
     # Both workers sent, and both were held back: the limit is shared, not per worker.
     for worker in (first, second):
         log = worker.log()
