@@ -165,7 +165,15 @@ def cmd_render(settings: Settings, args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         _err(f"notify render: cannot read {args.data}: {exc}")
         return EXIT_USAGE
-    # Accept the event's place_holders (or a whole MentionEmailGenerated payload) as data.
+    # Accept a whole MentionEmailGenerated event, its payload, or its place_holders as data.
+    if isinstance(data, dict) and isinstance(data.get("data"), dict) and "@type" in data["data"]:
+        from workers.events import parse_event_dict
+
+        try:
+            data = dict(parse_event_dict(data).payload)
+        except InvalidEvent as exc:
+            _err(f"notify render: {args.data} is not a usable event: {exc}")
+            return EXIT_USAGE
     if isinstance(data, dict) and "place_holders" in data:
         data = mention_template_data(
             data["place_holders"],
@@ -570,6 +578,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # `notify deliveries list | head` closed the pipe: not an error worth a traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra and args.command not in ("worker", "flower"):
