@@ -28,6 +28,7 @@ class Result:
     count: int
     seconds: float
     peak_rss_mb: float
+    peak_pss_mb: float
     rss_detail: str
     cpu_ms_per_item: float
     ledger: dict[str, int] | None = None
@@ -115,6 +116,7 @@ def measure_notify(
             count,
             seconds,
             run.meter.peak_rss / 2**20,
+            run.meter.peak_pss / 2**20,
             run.meter.describe(),
             cpu * 1000 / count,
             counts,
@@ -145,6 +147,7 @@ def measure_noop(broker: str, pool: str, concurrency: int, count: int) -> Result
             count,
             seconds,
             meter.peak_rss / 2**20,
+            meter.peak_pss / 2**20,
             meter.describe(),
             cpu * 1000 / count,
         )
