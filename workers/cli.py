@@ -366,7 +366,7 @@ def cmd_health(settings: Settings, args: argparse.Namespace) -> int:
     from workers.health import run_checks
 
     ok = True
-    for check in run_checks(settings):
+    for check in run_checks(settings, providers=not args.no_providers):
         ok &= check.ok
         _out(f"{'ok ' if check.ok else 'FAIL'} {check.name}: {check.detail}")
     return 0 if ok else 1
@@ -568,7 +568,10 @@ def build_parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="database schema").add_subparsers(dest="action", required=True)
     db.add_parser("upgrade", help="apply migrations")
 
-    sub.add_parser("health", help="check broker, database and providers")
+    health = sub.add_parser("health", help="check broker, database and providers")
+    health.add_argument(
+        "--no-providers", action="store_true", help="broker and database only (for container liveness)"
+    )
     flower = sub.add_parser("flower", help="Flower with basic auth from NOTIFY_FLOWER_USER/PASSWORD")
     flower.add_argument("--address", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     flower.add_argument("--port", type=int, default=5555)
