@@ -8,6 +8,7 @@ run). Bodies are encoded before the clock starts, so the publisher costs the sam
 from __future__ import annotations
 
 import contextlib
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -93,6 +94,8 @@ def notify_worker(
         finally:
             worker.stop()
             rig.drop_broker_state(settings)
+    # Kept when the run failed: the worker log is in there.
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def measure_notify(
@@ -154,6 +157,7 @@ def measure_noop(broker: str, pool: str, concurrency: int, count: int) -> Result
     finally:
         worker.stop()
         rig.drop_broker_state(settings)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _noop_publisher(settings: Settings) -> Celery:
