@@ -98,3 +98,8 @@ def configure(*, level: str | int = "INFO", fmt: str = "auto") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper() if isinstance(level, str) else level)
+    # Celery's per-task "received" and "succeeded" lines repeat what our own deliver.* lines and
+    # Flower already say, and cost a tenth of the worker's CPU at load; keep them for DEBUG only.
+    quiet = logging.WARNING if root.level > logging.DEBUG else logging.NOTSET
+    for name in ("celery.worker.strategy", "celery.app.trace"):
+        logging.getLogger(name).setLevel(quiet)

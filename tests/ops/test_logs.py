@@ -83,3 +83,12 @@ def test_console_rendering_when_asked(capsys: pytest.CaptureFixture[str]) -> Non
         root.handlers[:] = saved
         structlog.reset_defaults()
     assert "deliver.sent" in err and "<email>" in err and not err.lstrip().startswith("{")
+
+
+def test_celery_per_task_chatter_is_kept_for_debug_only(json_logs: pytest.CaptureFixture[str]) -> None:
+    logs.configure(level="INFO", fmt="json")
+    logging.getLogger("celery.worker.strategy").info("Task %s[%s] received", "n", "1")
+    assert lines(json_logs) == []
+    configure()  # DEBUG
+    logging.getLogger("celery.worker.strategy").info("Task %s[%s] received", "n", "2")
+    assert [entry["event"] for entry in lines(json_logs)] == ["Task n[2] received"]

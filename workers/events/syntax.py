@@ -67,12 +67,16 @@ def is_messaging_service_sid(value: str) -> bool:
     return _MESSAGING_SERVICE_SID.fullmatch(value) is not None
 
 
+# One regex pass instead of a Python loop per character (it ran for every link of every mention).
+_URL_FORBIDDEN = re.compile(r"[\s\x00-\x1f\x7f]")
+
+
 def is_web_url(value: str) -> bool:
     """An absolute http(s) URL with a host and no whitespace or control characters.
 
     Links end up in href/src attributes, where HTML escaping does not stop a javascript: URL.
     """
-    if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+    if _URL_FORBIDDEN.search(value):
         return False
     try:
         parts = urlsplit(value)

@@ -252,7 +252,7 @@ class MandrillProvider:
         except DeliveryError as exc:
             log.warning("mandrill refused notification %s: %s", message.notification_id, exc)
             raise
-        log.info("mandrill accepted notification %s as %s", message.notification_id,
+        log.debug("mandrill accepted notification %s as %s", message.notification_id,
                  receipt.provider_message_id)
         return receipt
 

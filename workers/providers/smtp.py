@@ -180,7 +180,7 @@ class SmtpProvider:
             raise
         self._give_back(conn)
         message_id = mime["Message-ID"]
-        log.info("smtp accepted notification %s", message.notification_id)
+        log.debug("smtp accepted notification %s", message.notification_id)
         return Receipt(provider=NAME, provider_message_id=str(message_id) if message_id else None)
 
     def _exchange(self, conn: smtplib.SMTP, message: EmailMessage, payload: bytes) -> None:

@@ -279,7 +279,7 @@ class TwilioProvider:
             raise RetryLater(f"twilio: unreadable reply ({type(exc).__name__})", provider=NAME,
                              code="bad-reply") from None
         sid = getattr(created, "sid", None)
-        log.info("twilio accepted notification %s as %s", message.notification_id, sid)
+        log.debug("twilio accepted notification %s as %s", message.notification_id, sid)
         return Receipt(
             provider=NAME,
             provider_message_id=str(sid) if sid else None,
