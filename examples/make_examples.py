@@ -131,83 +131,64 @@ def _mention(program: str, date: int, snippet: str, n: int) -> Mention:
     )
 
 
+def _mention_event(
+    to_email: str, template: str, mentions: list[Mention], merge_language: str
+) -> MentionEmailGenerated:
+    return MentionEmailGenerated(
+        event="mention_email_generated",
+        type="notification",
+        service_name="mention-generator-2",
+        to_email=to_email,
+        from_email="alerts@example.com",
+        from_name="Example Alerts",
+        template=template,
+        place_holders=PlaceHolders(
+            tracking_unit_name="Acme Brand Watch",
+            via="Broadcast",
+            logouri="https://cdn.example.com/brand/logo.png",
+            mentions=mentions,
+        ),
+        merge_language=merge_language,
+    )
+
+
 def mention_json() -> VtEvent:
+    core = _core(
+        "5d9e3c1a-2b4f-4e8d-a7c6-3b1e0f9d8c27",
+        "MentionEmailGenerated",
+        "Tue, 25 Nov 2025 09:40:00 +0000",
+        "u-1005",
+    )
+    mentions = [
+        _mention(
+            "Morning Business Report", 1764062400, "...and Acme said its new plant opens in spring...", 1
+        ),
+        _mention("City Radio Drive Time", 1764069600, "...listeners asked about Acme's recall notice...", 2),
+    ]
+    # "handlers" is the schema document's spelling; it is stored as "handlebars".
     return build_event(
-        MentionEmailGenerated(
-            event="mention_email_generated",
-            type="notification",
-            service_name="mention-generator-2",
-            to_email="maria.garcia@example.org",
-            from_email="alerts@example.com",
-            from_name="Example Alerts",
-            template="mention-notification",
-            place_holders=PlaceHolders(
-                tracking_unit_name="Acme Brand Watch",
-                via="Broadcast",
-                logouri="https://cdn.example.com/brand/logo.png",
-                mentions=[
-                    _mention(
-                        "Morning Business Report",
-                        1764062400,
-                        "...and Acme said its new plant opens in spring...",
-                        1,
-                    ),
-                    _mention(
-                        "City Radio Drive Time",
-                        1764069600,
-                        "...listeners asked about Acme's recall notice...",
-                        2,
-                    ),
-                ],
-            ),
-            # The schema document's spelling; stored as "handlebars".
-            merge_language="handlers",
-        ),
-        core=_core(
-            "5d9e3c1a-2b4f-4e8d-a7c6-3b1e0f9d8c27",
-            "MentionEmailGenerated",
-            "Tue, 25 Nov 2025 09:40:00 +0000",
-            "u-1005",
-        ),
+        _mention_event("maria.garcia@example.org", "mention-notification", mentions, "handlers"),
+        core=core,
         baggage={"tenant": "acme"},
         trace_context=_TRACE,
     )
 
 
 def mention_bulk_pb() -> VtEvent:
+    core = _core(
+        "9a4b7c2d-8e1f-4a3b-9c5d-6e7f8a9b0c13",
+        "MentionEmailGenerated",
+        "Tue, 25 Nov 2025 09:45:30 +0000",
+        "u-1006",
+    )
+    mentions = [
+        _mention("Evening News", 1764090000, "...Acme shares rose four percent after the results...", 3),
+        _mention("Tech Today Podcast", 1764093600, "...a long look at the Acme robot vacuum line...", 4),
+        _mention("Sports Talk Live", 1764097200, "...the Acme Arena hosts the final on Sunday...", 5),
+    ]
     return build_event(
-        MentionEmailGenerated(
-            event="mention_email_generated",
-            type="notification",
-            service_name="mention-generator-2",
-            to_email="team-lead@example.org",
-            from_email="alerts@example.com",
-            from_name="Example Alerts",
-            template="mention-notification-bulk",
-            place_holders=PlaceHolders(
-                tracking_unit_name="Acme Brand Watch",
-                via="Broadcast",
-                logouri="https://cdn.example.com/brand/logo.png",
-                mentions=[
-                    _mention(
-                        "Evening News", 1764090000, "...Acme shares rose four percent after the results...", 3
-                    ),
-                    _mention(
-                        "Tech Today Podcast", 1764093600, "...a long look at the Acme robot vacuum line...", 4
-                    ),
-                    _mention(
-                        "Sports Talk Live", 1764097200, "...the Acme Arena hosts the final on Sunday...", 5
-                    ),
-                ],
-            ),
-            merge_language="handlebars",
-        ),
-        core=_core(
-            "9a4b7c2d-8e1f-4a3b-9c5d-6e7f8a9b0c13",
-            "MentionEmailGenerated",
-            "Tue, 25 Nov 2025 09:45:30 +0000",
-            "u-1006",
-        ),
+        _mention_event("team-lead@example.org", "mention-notification-bulk", mentions, "handlebars"),
+        core=core,
     )
 
 
