@@ -236,3 +236,15 @@ def test_maybe_delivered_becomes_unknown_when_duplicates_must_never_happen(ledge
     assert dispatcher.deliver(event.notification_id).status is None  # never resent on its own
     view = get_notification(ledger.engine, event.notification_id)
     assert view is not None and view.status is Status.UNKNOWN and "read timeout" in (view.error or "")
+
+
+def test_a_rejected_event_keeps_its_channel_when_its_type_is_known(ledger: Ledger) -> None:
+    dispatcher, _ = make(ledger, ScriptedProvider())
+    event = sms(toNumber="12")
+    body = json.dumps(event).encode()
+    templates = frozenset({"mention-notification"})
+    assert dispatcher.receive(body, "application/json", "events.SMSNotification", templates=templates) is (
+        Intake.REJECTED
+    )
+    view = get_notification(ledger.engine, event["core"]["id"])
+    assert view is not None and view.channel == "sms" and view.status is Status.REJECTED

@@ -23,6 +23,7 @@ from workers.errors import (
     TemplateError,
 )
 from workers.events import ParsedEvent, parse_event
+from workers.events.schema import KINDS
 from workers.ledger import AcceptResult, Claim, Ledger
 from workers.messages import Channel, Receipt, Status
 from workers.providers.base import EmailProvider, SmsProvider
@@ -207,7 +208,15 @@ class Dispatcher:
 
     def reject(self, error: InvalidEvent, *, raw: bytes | None = None) -> AcceptResult:
         notification_id = error.notification_id or "unknown"
-        result = self.ledger.reject(notification_id, reason=str(error), event_type=error.event_type, raw=raw)
+        kind = KINDS.get(error.event_type or "")
+        result = self.ledger.reject(
+            notification_id,
+            reason=str(error),
+            event_type=error.event_type,
+            # So `notify failed list --channel sms` finds rejected SMS events too.
+            channel=kind.channel if kind else None,
+            raw=raw,
+        )
         log.warning(
             "event.rejected",
             notification_id=notification_id,
