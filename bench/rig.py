@@ -65,40 +65,41 @@ class _Stamps:
             self.cond.notify_all()
 
 
-class StampingMandrill(MandrillServer):
-    """The local Mandrill server, stamping arrival times instead of keeping every request body."""
+class _Stamping:
+    """Records arrival times of accepted sends instead of keeping every request body."""
+
+    stamps: _Stamps
+    id_pattern: re.Pattern[bytes]
+
+    def _route(self, request: Request) -> Reply:
+        if request.path.startswith(CONTROL_PREFIX):
+            return super()._route(request)  # type: ignore[misc]
+        stamp = time.time()
+        reply, accepted = self._apply(request, self._next_fault())  # type: ignore[attr-defined]
+        found = self.id_pattern.search(request.body)
+        if accepted and found:
+            self.stamps.add(found.group(1).decode(), stamp)
+        return reply  # type: ignore[no-any-return]
+
+
+class StampingMandrill(_Stamping, MandrillServer):
+    """The local Mandrill server, stamping arrival times by the notification id in the metadata."""
+
+    id_pattern = _MANDRILL_ID
 
     def __init__(self, stamps: _Stamps) -> None:
         super().__init__(api_keys={MANDRILL_KEY})
         self.stamps = stamps
 
-    def _route(self, request: Request) -> Reply:
-        if request.path.startswith(CONTROL_PREFIX):
-            return super()._route(request)
-        stamp = time.time()
-        reply, accepted = self._apply(request, self._next_fault())
-        found = _MANDRILL_ID.search(request.body)
-        if accepted and found:
-            self.stamps.add(found.group(1).decode(), stamp)
-        return reply
 
-
-class StampingTwilio(TwilioServer):
+class StampingTwilio(_Stamping, TwilioServer):
     """The local Twilio server, stamping arrival times (the SMS body ends with ``ref <id>``)."""
+
+    id_pattern = _TWILIO_ID
 
     def __init__(self, stamps: _Stamps) -> None:
         super().__init__(TWILIO_SID, TWILIO_TOKEN)
         self.stamps = stamps
-
-    def _route(self, request: Request) -> Reply:
-        if request.path.startswith(CONTROL_PREFIX):
-            return super()._route(request)
-        stamp = time.time()
-        reply, accepted = self._apply(request, self._next_fault())
-        found = _TWILIO_ID.search(request.body)
-        if accepted and found:
-            self.stamps.add(found.group(1).decode(), stamp)
-        return reply
 
 
 class Providers:

@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from workers.ledger import Ledger, make_engine
+from workers.ledger.migrate import upgrade
+
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -89,6 +92,15 @@ def postgres_url() -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Iterator[Ledger]:
+    """A migrated SQLite ledger for tests of the use case; tests/ledger brings its own on both databases."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
+    upgrade(engine)
+    yield Ledger(engine)
+    engine.dispose()
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +20,7 @@ from workers.errors import (
     RetryLater,
     TemplateError,
 )
-from workers.ledger import Ledger, make_engine
-from workers.ledger.migrate import upgrade
+from workers.ledger import Ledger
 from workers.ledger.queries import get_notification
 from workers.messages import EmailMessage, Receipt, SmsMessage, Status
 from workers.providers.outbox import OutboxProvider
@@ -68,14 +67,6 @@ class EchoTemplates:
 
 def mention_data(place_holders: Mapping[str, Any], *, from_name: str, service_name: str) -> dict[str, Any]:
     return {"mentions": list(place_holders.get("mentions", []))}
-
-
-@pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[Ledger]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
-    upgrade(engine)
-    yield Ledger(engine)
-    engine.dispose()
 
 
 def make(

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
@@ -14,8 +11,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from tests.factories import sms
 from tests.test_dispatch import ScriptedProvider, make
 from workers.events import parse_event_dict
-from workers.ledger import Ledger, make_engine
-from workers.ledger.migrate import upgrade
+from workers.ledger import Ledger
 from workers.tracing import parent_context
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -25,14 +21,6 @@ exporter = InMemorySpanExporter()
 _provider = TracerProvider()
 _provider.add_span_processor(SimpleSpanProcessor(exporter))
 trace.set_tracer_provider(_provider)
-
-
-@pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[Ledger]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
-    upgrade(engine)
-    yield Ledger(engine)
-    engine.dispose()
 
 
 @pytest.mark.parametrize(

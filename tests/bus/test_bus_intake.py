@@ -26,18 +26,9 @@ from tests.test_dispatch import ScriptedProvider, make
 from workers.dispatch import MAX_LOG_BAGGAGE_CHARS, MAX_LOG_BAGGAGE_ITEMS, Dispatcher, Intake, correlation
 from workers.events import DEFAULT_TEMPLATES
 from workers.ingest import Backoff, EventHandler, _raw_body
-from workers.ledger import Ledger, make_engine
-from workers.ledger.migrate import upgrade
+from workers.ledger import Ledger
 from workers.ledger.queries import get_notification
 from workers.messages import Status
-
-
-@pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[Ledger]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
-    upgrade(engine)
-    yield Ledger(engine)
-    engine.dispose()
 
 
 @pytest.fixture

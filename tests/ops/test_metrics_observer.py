@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +17,7 @@ from tests.factories import basic_email, parsed, sms
 from workers.compose import Composer
 from workers.dispatch import Dispatcher, Intake
 from workers.errors import GiveUp, RateLimited, RetryLater
-from workers.ledger import Ledger, make_engine
-from workers.ledger.migrate import upgrade
+from workers.ledger import Ledger
 from workers.ledger.queries import count_by_status
 from workers.messages import EmailMessage, Receipt, SmsMessage
 from workers.metrics import PrometheusObserver, build_observer, event_type_label
@@ -54,14 +53,6 @@ class Scripted:
 class NoTemplates:
     def render(self, name: str, part: str, language: str, data: Mapping[str, Any]) -> str:
         raise AssertionError("plain events need no template")
-
-
-@pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[Ledger]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
-    upgrade(engine)
-    yield Ledger(engine)
-    engine.dispose()
 
 
 def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:

@@ -34,15 +34,25 @@ class TemplateStore:
         self._compiled: dict[tuple[str, str, str], Compiled] = {}
         self._partials: dict[str, Any] | None = None
         self._lock = threading.Lock()
+        self._names: tuple[int, frozenset[str]] | None = None
 
     def names(self) -> frozenset[str]:
-        if not self.root.is_dir():
+        # Asked for every incoming event: list the folder again only when its mtime says a template
+        # folder was added or removed, one stat() instead of a directory scan per message.
+        try:
+            stamp = self.root.stat().st_mtime_ns
+        except OSError:
             return frozenset()
-        return frozenset(
+        cached = self._names
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        names = frozenset(
             entry.name
             for entry in self.root.iterdir()
             if entry.is_dir() and entry.name != PARTIALS_DIR and not entry.name.startswith(("_", "."))
         )
+        self._names = (stamp, names)
+        return names
 
     def path(self, name: str, part: str, language: str) -> Path:
         if name not in self.names():
