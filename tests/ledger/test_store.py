@@ -162,6 +162,46 @@ def test_stuck_rows_are_requeued_and_silent_senders_become_unknown(ledger: Ledge
     assert status(ledger, sending.notification_id) is Status.SENT
 
 
+def test_a_late_outcome_is_written_in_the_attempt_history_but_moves_nothing(
+    ledger: Ledger, clock: Clock
+) -> None:
+    event = parsed(sms())
+    ledger.accept(event)
+    claim = ledger.claim(event.notification_id)
+    assert claim is not None
+    clock.advance(700)
+    assert ledger.expire_sending(older_than=600) == [event.notification_id]
+    # Only a `sending` row may go to `retrying`: the row stays `unknown`, the attempt says why.
+    assert not ledger.record_retry(claim, RetryLater("503"), provider="twilio", next_attempt_at=clock())
+    view = get_notification(ledger.engine, event.notification_id)
+    assert view is not None and view.status is Status.UNKNOWN
+    [attempt] = view.history
+    assert (attempt.outcome, attempt.provider, attempt.error_class) == (
+        "retry (late)",
+        "twilio",
+        "RetryLater",
+    )
+    assert attempt.finished_at == clock()
+
+
+def test_a_claim_records_its_attempt(ledger: Ledger, clock: Clock) -> None:
+    event = parsed(basic_email())
+    ledger.accept(event, queued=True)
+    claim = ledger.claim(event.notification_id)
+    assert claim is not None
+    assert (claim.channel.value, claim.event_type, claim.attempt) == ("email", event.event_type, 1)
+    assert claim.payload == dict(event.payload) and claim.meta["core"]["id"] == event.notification_id
+    view = get_notification(ledger.engine, event.notification_id)
+    assert view is not None
+    [attempt] = view.history
+    assert (attempt.number, attempt.started_at, attempt.finished_at, attempt.outcome) == (
+        1,
+        clock(),
+        None,
+        None,
+    )
+
+
 def test_resend_rules(ledger: Ledger) -> None:
     failed, sent = parsed(sms()), parsed(basic_email())
     for event in (failed, sent):

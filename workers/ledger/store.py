@@ -13,7 +13,20 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Engine, Table, and_, bindparam, insert, or_, select, update
+from sqlalchemy import (
+    Engine,
+    Table,
+    and_,
+    bindparam,
+    case,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -78,6 +91,20 @@ def describe_error(error: BaseException) -> str:
     return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
 
 
+# What a claim reads back from the row it took.
+_CLAIM_COLUMNS = (
+    "channel",
+    "event_type",
+    "template",
+    "payload",
+    "meta",
+    "attempts",
+    "cycle_attempts_base",
+    "cycle_started_at",
+    "occurred_at",
+)
+
+
 def _param(name: str, column: Any) -> Any:
     """A named bind parameter typed like ``column`` (so UTC timestamps and JSON convert as usual)."""
     return bindparam(name, type_=column.type)
@@ -101,6 +128,12 @@ class Ledger:
         self._claim_stmt = self._build_claim()
         self._finish_attempt_stmt = self._build_finish_attempt()
         self._finish_stmts: dict[tuple[Status, frozenset[Status], tuple[str, ...]], Any] = {}
+        # PostgreSQL runs claim and finish as one statement each (data-modifying CTEs), in
+        # autocommit: one round trip instead of BEGIN, two statements and COMMIT. SQLite has no
+        # writes inside WITH, and no network between it and us, so it keeps the transaction.
+        self._one_trip = self._dialect == "postgresql"
+        self._claim_one_trip = self._build_claim_one_trip() if self._one_trip else None
+        self._finish_one_trip: dict[tuple[Status, frozenset[Status], tuple[str, ...]], Any] = {}
 
     def _build_insert(self) -> Any:
         table = Notification.__table__
@@ -131,18 +164,27 @@ class Ledger:
                 updated_at=_param("b_now", n.updated_at),
                 next_attempt_at=None,
             )
-            .returning(
-                n.channel,
-                n.event_type,
-                n.template,
-                n.payload,
-                n.meta,
-                n.attempts,
-                n.cycle_attempts_base,
-                n.cycle_started_at,
-                n.occurred_at,
-            )
+            .returning(*(n.__table__.c[name] for name in _CLAIM_COLUMNS))
         )
+
+    def _build_claim_one_trip(self) -> Any:
+        """The claim UPDATE and the attempt's INSERT in one statement (PostgreSQL)."""
+        claimed = self._claim_stmt.returning(Notification.id).cte("claimed")
+        a = Attempt
+        started = (
+            insert(a)
+            .from_select(
+                ["notification_id", "number", "claim_token", "started_at"],
+                select(
+                    claimed.c.id,
+                    claimed.c.attempts,
+                    _param("b_token", a.claim_token),
+                    _param("b_now", a.started_at),
+                ),
+            )
+            .cte("started")
+        )
+        return select(*(claimed.c[name] for name in _CLAIM_COLUMNS)).add_cte(started)
 
     @staticmethod
     def _build_finish_attempt() -> Any:
@@ -185,6 +227,40 @@ class Ledger:
                 )
             )
             self._finish_stmts[key] = stmt
+        return stmt
+
+    def _finish_one_trip_stmt(self, target: Status, origins: set[Status], names: tuple[str, ...]) -> Any:
+        """The row's compare-and-set and its attempt's outcome in one statement (PostgreSQL).
+
+        Both parts see the same snapshot; the attempt's outcome says ``(late)`` when the row had
+        already moved on, exactly as the two-statement version records it.
+        """
+        key = (target, frozenset(origins), names)
+        stmt = self._finish_one_trip.get(key)
+        if stmt is None:
+            moved = self._finish_stmt(target, origins, names).returning(Notification.id).cte("moved")
+            a = Attempt
+            outcome = _param("b_outcome", a.outcome)
+            noted = (
+                update(a)
+                .where(
+                    a.notification_id == _param("b_id", a.notification_id),
+                    a.claim_token == _param("b_token", a.claim_token),
+                    a.finished_at.is_(None),
+                )
+                .values(
+                    finished_at=_param("b_now", a.finished_at),
+                    outcome=case(
+                        (exists(select(moved.c.id)), outcome), else_=func.concat(outcome, literal(" (late)"))
+                    ),
+                    provider=_param("b_provider", a.provider),
+                    error_class=_param("b_error_class", a.error_class),
+                    error_message=_param("b_error_message", a.error_message),
+                )
+                .cte("noted")
+            )
+            stmt = select(func.count()).select_from(moved).add_cte(noted)
+            self._finish_one_trip[key] = stmt
         return stmt
 
     # -- intake -----------------------------------------------------------------------------
@@ -274,17 +350,26 @@ class Ledger:
         """Atomically take a row for one attempt (``-> sending``); None if another worker has it."""
         now = self.clock()
         token = secrets.token_hex(8)
-        with self.engine.begin() as conn:
-            row = conn.execute(
-                self._claim_stmt, {"b_id": notification_id, "b_token": token, "b_now": now}
-            ).one_or_none()
+        params = {"b_id": notification_id, "b_token": token, "b_now": now}
+        if self._claim_one_trip is not None:
+            with self._single.connect() as conn:
+                row = conn.execute(self._claim_one_trip, params).one_or_none()
             if row is None:
                 return None
-            conn.execute(
-                insert(Attempt),
-                {"notification_id": notification_id, "number": row.attempts, "claim_token": token,
-                 "started_at": now},
-            )
+        else:
+            with self.engine.begin() as conn:
+                row = conn.execute(self._claim_stmt, params).one_or_none()
+                if row is None:
+                    return None
+                conn.execute(
+                    insert(Attempt),
+                    {
+                        "notification_id": notification_id,
+                        "number": row.attempts,
+                        "claim_token": token,
+                        "started_at": now,
+                    },
+                )
         return Claim(
             notification_id=notification_id,
             token=token,
@@ -330,17 +415,21 @@ class Ledger:
             names = tuple(sorted(values))
             move = self._finish_stmt(target, origins, names)
             params = {**keys, **{f"b_{name}": values[name] for name in names}}
+        attempt = {
+            "b_provider": provider,
+            "b_error_class": type(error).__name__ if error else None,
+            "b_error_message": describe_error(error)[:MAX_ERROR_CHARS] if error else None,
+        }
+        if params and self._one_trip:
+            one_trip = self._finish_one_trip_stmt(target, origins, tuple(sorted(values)))
+            with self._single.connect() as conn:
+                moved = conn.execute(one_trip, {**params, **attempt, "b_outcome": outcome}).scalar_one()
+            return bool(moved)
         with self.engine.begin() as conn:
             moved = conn.execute(move, params).rowcount if params else conn.execute(move).rowcount
             conn.execute(
                 self._finish_attempt_stmt,
-                {
-                    **keys,
-                    "b_outcome": outcome if moved else f"{outcome} (late)",
-                    "b_provider": provider,
-                    "b_error_class": type(error).__name__ if error else None,
-                    "b_error_message": describe_error(error)[:MAX_ERROR_CHARS] if error else None,
-                },
+                {**keys, **attempt, "b_outcome": outcome if moved else f"{outcome} (late)"},
             )
         return bool(moved)
 
