@@ -382,8 +382,15 @@ def cmd_flower(settings: Settings, args: argparse.Namespace, extra: list[str]) -
         _err("notify flower: set NOTIFY_FLOWER_USER and NOTIFY_FLOWER_PASSWORD")
         return EXIT_USAGE
     argv = [
-        sys.executable, "-m", "celery", "-A", "workers.celery_app", "flower",
-        f"--address={args.address}", f"--port={args.port}", *extra,
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "workers.celery_app",
+        "flower",
+        f"--address={args.address}",
+        f"--port={args.port}",
+        *extra,
     ]
     # Through the environment, not argv: a password in argv shows in every process listing.
     env = dict(os.environ, FLOWER_BASIC_AUTH=f"{settings.flower_user}:{settings.flower_password}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
@@ -96,6 +96,15 @@ class NullObserver:
         pass
 
 
+@dataclass(frozen=True, slots=True)
+class BusMessage:
+    """One raw message from the event bus, as the broker handed it over."""
+
+    body: bytes
+    content_type: str | None
+    routing_key: str | None
+
+
 class Intake(StrEnum):
     """What became of one message from the event bus."""
 
@@ -162,28 +171,35 @@ class Dispatcher:
 
     def accept(self, event: ParsedEvent) -> AcceptResult:
         """Record the event, then hand its id to a deliver task; a duplicate is a no-op."""
+        return self.accept_many([event])[0]
+
+    def accept_many(self, events: Sequence[ParsedEvent]) -> list[AcceptResult]:
+        """``accept`` for a batch: one ledger write for all of them, then one deliver task each."""
         # Recorded as `queued` at once, one write instead of accept + mark_queued. Should this
         # process die, or the enqueue fail, before the deliver task is on the broker, the sweeper
         # re-enqueues the stuck `queued` row (after NOTIFY_STUCK_AFTER) as it would an `accepted` one.
-        result = self.ledger.accept(event, queued=True)
-        bound = log.bind(
-            notification_id=event.notification_id,
-            event_type=event.event_type,
-            **correlation(event.core, event.baggage),
-        )
-        if result.created or result.status is Status.ACCEPTED:
-            # Also for a duplicate still in `accepted` (recorded by an older worker): the first
-            # accept may have died before enqueueing, and a second deliver task is harmless.
-            self.enqueue(event.notification_id, label(event.notification_id, event.channel, event.template))
-            if result.status is Status.ACCEPTED:
-                self.ledger.mark_queued(event.notification_id)
-            bound.info("event.accepted", duplicate=not result.created)
-        else:
-            bound.info("event.duplicate", status=result.status.value)
-        self.observer.intake(
-            Intake.ACCEPTED if result.created else Intake.DUPLICATE, event.event_type, event.channel.value
-        )
-        return result
+        results = self.ledger.accept_many(events, queued=True)
+        for event, result in zip(events, results, strict=True):
+            bound = log.bind(
+                notification_id=event.notification_id,
+                event_type=event.event_type,
+                **correlation(event.core, event.baggage),
+            )
+            if result.created or result.status is Status.ACCEPTED:
+                # Also for a duplicate still in `accepted` (recorded by an older worker): the first
+                # accept may have died before enqueueing, and a second deliver task is harmless.
+                self.enqueue(
+                    event.notification_id, label(event.notification_id, event.channel, event.template)
+                )
+                if result.status is Status.ACCEPTED:
+                    self.ledger.mark_queued(event.notification_id)
+                bound.info("event.accepted", duplicate=not result.created)
+            else:
+                bound.info("event.duplicate", status=result.status.value)
+            self.observer.intake(
+                Intake.ACCEPTED if result.created else Intake.DUPLICATE, event.event_type, event.channel.value
+            )
+        return results
 
     def receive(
         self,
@@ -194,17 +210,40 @@ class Dispatcher:
         templates: Collection[str],
     ) -> Intake:
         """One raw message from the bus: decode, validate, then accept or record the rejection."""
-        try:
-            event = parse_event(body, content_type, routing_key=routing_key, templates=templates)
-        except NotOurEvent as exc:
-            log.info("event.ignored", event_type=exc.type_name, routing_key=routing_key)
-            self.observer.intake(Intake.IGNORED, exc.type_name, None)
-            return Intake.IGNORED
-        except InvalidEvent as exc:
-            self.reject(exc, raw=body)
-            return Intake.REJECTED
-        result = self.accept(event)
-        return Intake.ACCEPTED if result.created else Intake.DUPLICATE
+        return self.receive_many([BusMessage(body, content_type, routing_key)], templates=templates)[0]
+
+    def receive_many(self, messages: Sequence[BusMessage], *, templates: Collection[str]) -> list[Intake]:
+        """Raw bus messages, in order: each decoded and validated; the valid ones accepted together.
+
+        A rejection or an ignored type is settled on its own and never holds up its neighbours;
+        an exception (the database is down) means none of the batch is settled.
+        """
+        outcomes: list[Intake | None] = []
+        valid: list[ParsedEvent] = []
+        for message in messages:
+            try:
+                valid.append(
+                    parse_event(
+                        message.body,
+                        message.content_type,
+                        routing_key=message.routing_key,
+                        templates=templates,
+                    )
+                )
+            except NotOurEvent as exc:
+                log.info("event.ignored", event_type=exc.type_name, routing_key=message.routing_key)
+                self.observer.intake(Intake.IGNORED, exc.type_name, None)
+                outcomes.append(Intake.IGNORED)
+            except InvalidEvent as exc:
+                self.reject(exc, raw=message.body)
+                outcomes.append(Intake.REJECTED)
+            else:
+                outcomes.append(None)  # settled by the batch accept below
+        accepted = iter(self.accept_many(valid))
+        return [
+            outcome or (Intake.ACCEPTED if next(accepted).created else Intake.DUPLICATE)
+            for outcome in outcomes
+        ]
 
     def reject(self, error: InvalidEvent, *, raw: bytes | None = None) -> AcceptResult:
         notification_id = error.notification_id or "unknown"

@@ -90,8 +90,12 @@ def check_smtp(settings: Settings) -> Check:
     try:
         conn: smtplib.SMTP
         if settings.smtp_ssl:
-            conn = smtplib.SMTP_SSL(settings.smtp_host, settings.smtp_port, timeout=PROBE_TIMEOUT,
-                                    context=ssl.create_default_context())
+            conn = smtplib.SMTP_SSL(
+                settings.smtp_host,
+                settings.smtp_port,
+                timeout=PROBE_TIMEOUT,
+                context=ssl.create_default_context(),
+            )
         else:
             conn = smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=PROBE_TIMEOUT)
         try:
@@ -153,8 +157,9 @@ def check_rate_limiter(settings: Settings) -> Check:
     import redis
 
     try:
-        client = redis.Redis.from_url(settings.redis_url, socket_timeout=PROBE_TIMEOUT,
-                                      socket_connect_timeout=PROBE_TIMEOUT)
+        client = redis.Redis.from_url(
+            settings.redis_url, socket_timeout=PROBE_TIMEOUT, socket_connect_timeout=PROBE_TIMEOUT
+        )
         try:
             client.ping()
         finally:
@@ -180,6 +185,9 @@ def run_checks(settings: Settings, *, providers: bool = True) -> list[Check]:
     for name in dict.fromkeys((*settings.email_provider, *settings.sms_provider)) if providers else ():
         checks.append(PROVIDER_CHECKS[name](settings))
     if settings.rate_limits:
-        checks.append(check_rate_limiter(settings) if settings.redis_url else
-                      Check("rate limiter", False, "NOTIFY_RATE_LIMITS is set but NOTIFY_REDIS_URL is empty"))
+        checks.append(
+            check_rate_limiter(settings)
+            if settings.redis_url
+            else Check("rate limiter", False, "NOTIFY_RATE_LIMITS is set but NOTIFY_REDIS_URL is empty")
+        )
     return checks

@@ -13,7 +13,7 @@ from kombu.entity import Exchange, Queue, binding
 from kombu.message import Message
 from kombu.messaging import Consumer, Producer
 
-from workers.dispatch import Dispatcher, Intake
+from workers.dispatch import BusMessage, Dispatcher, Intake
 from workers.settings import Settings
 
 log = structlog.get_logger("workers.ingest")
@@ -63,10 +63,21 @@ def _raw_body(message: Message) -> bytes:
         return bytes(body, "utf-8", "surrogatepass")
 
 
-class EventHandler:
-    """Handles one bus message to the end: ack only after the ledger and the deliver task have it.
+Defer = Callable[[Callable[[], None]], None]  # run the callable soon, on the consumer's loop
 
-    A failure of ours (database or broker down) leaves the message unacknowledged and hands it
+# How long a first message waits for neighbours to share its ledger write. Short against the
+# latency budget, long enough for a busy bus to fill a batch.
+BATCH_WINDOW_SECONDS = 0.005
+
+
+class EventHandler:
+    """Handles bus messages to the end: ack only after the ledger and the deliver task have them.
+
+    Messages are settled in small batches: the first one of a batch waits at most
+    ``BATCH_WINDOW_SECONDS`` (``defer``) for others, and all of them share one ledger write.
+    Without ``defer`` (a loop without timers) each message is settled as it comes.
+
+    A failure of ours (database or broker down) leaves the batch unacknowledged and hands it
     back to the queue after a backoff. The wait is scheduled, never slept: the handler runs on
     the worker's consumer loop, which also fetches task messages and sends broker heartbeats.
     """
@@ -78,11 +89,16 @@ class EventHandler:
         *,
         schedule: Schedule,
         backoff: Backoff = Backoff(),
+        defer: Defer | None = None,
+        max_batch: int = 1,
     ) -> None:
         self._dispatcher = dispatcher
         self._templates = templates
         self._schedule = schedule
         self._backoff = backoff
+        self._defer = defer
+        self._max_batch = max(1, max_batch)
+        self._pending: list[Message] = []
         self._failures = 0  # in a row
         self._generation = 0  # bumped whenever the channel the messages came on goes away
         self.counts: dict[Intake, int] = dict.fromkeys(Intake, 0)
@@ -90,47 +106,68 @@ class EventHandler:
     def __call__(self, message: Message) -> None:
         # Celery kills the whole worker when a consumer callback raises, and the bad message
         # stays queued, so nothing may escape from here.
-        routing_key = message.delivery_info.get("routing_key")
+        self._pending.append(message)
+        if self._defer is None or len(self._pending) >= self._max_batch:
+            self.flush()
+        elif len(self._pending) == 1:
+            try:
+                self._defer(self.flush)
+            except Exception:
+                log.exception("ingest.defer_failed")
+                self.flush()
+
+    def flush(self) -> None:
+        """Settle every message waiting in the current batch."""
+        batch, self._pending = self._pending, []
+        if not batch:
+            return
         try:
-            outcome = self._dispatcher().receive(
-                _raw_body(message), message.content_type, routing_key, templates=self._templates()
+            outcomes = self._dispatcher().receive_many(
+                [BusMessage(_raw_body(m), m.content_type, m.delivery_info.get("routing_key")) for m in batch],
+                templates=self._templates(),
             )
         except Exception:
             self._failures += 1
             delay = self._backoff.delay(self._failures)
-            log.exception("ingest.failed", routing_key=routing_key, requeue_in=delay, failures=self._failures)
-            requeue = self._requeue_later(message)
+            log.exception("ingest.failed", messages=len(batch), requeue_in=delay, failures=self._failures)
+            requeue = self._requeue_later(batch)
             try:
                 self._schedule(delay, requeue)
             except Exception:
                 log.exception("ingest.schedule_failed")
-                requeue()  # better a fast retry than a message held until the channel closes
+                requeue()  # better a fast retry than messages held until the channel closes
             return
         self._failures = 0
-        self.counts[outcome] += 1
-        try:
-            message.ack()
-        except Exception:
-            # The channel died under us: the broker hands the message out again, and the
-            # ledger makes the second intake a no-op.
-            log.exception("ingest.ack_failed", routing_key=routing_key)
+        for message, outcome in zip(batch, outcomes, strict=True):
+            self.counts[outcome] += 1
+            try:
+                message.ack()
+            except Exception:
+                # The channel died under us: the broker hands the message out again, and the
+                # ledger makes the second intake a no-op.
+                log.exception("ingest.ack_failed", routing_key=message.delivery_info.get("routing_key"))
 
-    def _requeue_later(self, message: Message) -> Callable[[], None]:
+    def _requeue_later(self, batch: list[Message]) -> Callable[[], None]:
         generation = self._generation
 
         def requeue() -> None:
-            if generation != self._generation or message.acknowledged:
-                return  # its channel closed meanwhile, and closing already returned it
-            try:
-                message.requeue()
-            except Exception:
-                log.exception("ingest.requeue_failed")
+            if generation != self._generation:
+                return  # their channel closed meanwhile, and closing already returned them
+            for message in batch:
+                if message.acknowledged:
+                    continue
+                try:
+                    message.requeue()
+                except Exception:
+                    log.exception("ingest.requeue_failed")
 
         return requeue
 
     def channel_closed(self) -> None:
-        """Forget pending requeues: their delivery tags mean nothing on a new channel."""
+        """Forget pending work: delivery tags mean nothing on a new channel, and the broker hands
+        the unacknowledged messages out again."""
         self._generation += 1
+        self._pending = []
 
 
 class EventConsumerStep(bootsteps.ConsumerStep):
@@ -141,10 +178,15 @@ class EventConsumerStep(bootsteps.ConsumerStep):
         from workers import tasks  # the Celery edge owns the runtime
 
         self.settings: Settings = tasks.settings
+        # Batches need the event loop's timer to close them; the blocking loop (the filesystem
+        # broker) settles each message as it comes.
+        batching = getattr(parent, "hub", None) is not None and self.settings.ingest_batch > 1
         self.handler = EventHandler(
             lambda: tasks.runtime.get().dispatcher,
             lambda: tasks.runtime.get().templates.names(),
             schedule=lambda delay, fun: _on_consumer_loop(parent, delay, fun),
+            defer=(lambda fun: _on_consumer_loop(parent, BATCH_WINDOW_SECONDS, fun)) if batching else None,
+            max_batch=self.settings.ingest_batch,
         )
 
     def get_consumers(self, channel: Any) -> list[Consumer]:
@@ -155,7 +197,8 @@ class EventConsumerStep(bootsteps.ConsumerStep):
                 queues=[event_queue(self.settings)],
                 on_message=self.handler,
                 accept=None,  # raw bytes: we decode by content type ourselves
-                prefetch_count=16,
+                # Room for two batches: one being settled while the next one fills.
+                prefetch_count=max(16, 2 * self.settings.ingest_batch),
             )
         ]
 

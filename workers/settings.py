@@ -47,6 +47,8 @@ class Settings(BaseSettings):
         "events.MentionEmailGenerated",
     )
     consume_events: bool = True
+    # Bus messages settled together (one ledger write); 1 settles each on its own.
+    ingest_batch: int = Field(default=50, ge=1, le=1000)
 
     email_provider: Annotated[tuple[str, ...], NoDecode] = ("outbox",)
     sms_provider: Annotated[tuple[str, ...], NoDecode] = ("outbox",)

@@ -18,7 +18,7 @@ from kombu.connection import Connection
 from kombu.entity import Exchange, Queue
 from kombu.message import Message
 from kombu.messaging import Consumer, Producer
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, event
 from structlog.testing import capture_logs
 
 from tests.factories import basic_email, parsed, sms
@@ -140,7 +140,7 @@ def test_a_database_outage_leaves_the_message_unacked_then_hands_it_back(
         assert handler.counts[Intake.ACCEPTED] == 1
         failed = [e for e in logs if e["event"] == "ingest.failed"]
         assert [e["requeue_in"] for e in failed] == [0.5, 1.0]
-        assert all(e["routing_key"] == "events.SMSNotification" for e in failed)
+        assert all(e["messages"] == 1 for e in failed)
     finally:
         bus.close()
 
@@ -223,6 +223,107 @@ def test_invalid_and_foreign_messages_are_acked(ledger: Ledger) -> None:
         assert (handler.counts[Intake.REJECTED], handler.counts[Intake.IGNORED]) == (2, 1)
         assert later.calls == []
         assert get_notification(ledger.engine, foreign["core"]["id"]) is None
+    finally:
+        bus.close()
+
+
+# -- batches --------------------------------------------------------------------------------------
+
+
+class Soon:
+    """The ``defer`` hook: remembers the flush the handler asked for; the test runs it."""
+
+    def __init__(self) -> None:
+        self.calls: list[Callable[[], None]] = []
+
+    def __call__(self, fun: Callable[[], None]) -> None:
+        self.calls.append(fun)
+
+    def fire(self) -> None:
+        calls, self.calls = self.calls, []
+        for fun in calls:
+            fun()
+
+
+def inserts_into_notifications(ledger: Ledger) -> list[int]:
+    """Counts INSERT statements on the notifications table, as the database driver sees them."""
+    seen: list[int] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO NOTIFICATIONS"):
+            seen.append(1)
+
+    event.listen(ledger.engine, "before_cursor_execute", count)
+    return seen
+
+
+def test_a_batch_waits_for_its_flush_then_shares_one_ledger_write(ledger: Ledger) -> None:
+    dispatcher, queued = make(ledger, ScriptedProvider())
+    soon, later = Soon(), Later()
+    handler = EventHandler(
+        lambda: dispatcher, lambda: DEFAULT_TEMPLATES, schedule=later, defer=soon, max_batch=10
+    )
+    bus = Bus(handler)
+    events = [sms(), basic_email(), sms()]
+    inserts = inserts_into_notifications(ledger)
+    try:
+        with capture_logs():
+            for payload in events:
+                routing_key = "events." + payload["data"]["@type"].rsplit(".", 1)[-1]
+                bus.publish(json.dumps(payload).encode(), "application/json", routing_key)
+            bus.publish(b"\xff not protobuf", "application/x-protobuf", "events.BasicEmail")
+            for _ in range(4):
+                bus.deliver_one()
+            # Nothing settled yet, and only one flush asked for, by the first message.
+            assert (bus.unacked(), len(soon.calls), queued) == (4, 1, [])
+            soon.fire()
+        assert (bus.unacked(), bus.acked()) == (0, 4)
+        assert queued == [e["core"]["id"] for e in events]
+        assert (handler.counts[Intake.ACCEPTED], handler.counts[Intake.REJECTED]) == (3, 1)
+        # One INSERT for the three valid events; the rejected one is recorded on its own.
+        assert len(inserts) == 2
+    finally:
+        bus.close()
+
+
+def test_a_full_batch_is_settled_at_once(ledger: Ledger) -> None:
+    dispatcher, queued = make(ledger, ScriptedProvider())
+    soon = Soon()
+    handler = EventHandler(
+        lambda: dispatcher, lambda: DEFAULT_TEMPLATES, schedule=Later(), defer=soon, max_batch=2
+    )
+    bus = Bus(handler)
+    try:
+        with capture_logs():
+            for _ in range(3):
+                bus.publish(json.dumps(sms()).encode(), "application/json", "events.SMSNotification")
+                bus.deliver_one()
+            assert (len(queued), bus.unacked()) == (2, 1)  # the third waits for its window
+            soon.fire()  # the first batch's window: it finds the third message and settles it
+        assert (len(queued), bus.unacked(), bus.acked()) == (3, 0, 3)
+    finally:
+        bus.close()
+
+
+def test_a_failed_batch_goes_back_whole_and_a_closed_channel_drops_what_waits(
+    ledger: Ledger, down: Dispatcher
+) -> None:
+    soon, later = Soon(), Later()
+    handler = EventHandler(lambda: down, lambda: DEFAULT_TEMPLATES, schedule=later, defer=soon, max_batch=10)
+    bus = Bus(handler)
+    try:
+        with capture_logs():
+            for _ in range(3):
+                bus.publish(json.dumps(sms()).encode(), "application/json", "events.SMSNotification")
+                bus.deliver_one()
+            soon.fire()
+            assert [delay for delay, _ in later.calls] == [0.5]
+            later.fire_all()
+            assert (bus.unacked(), bus.waiting()) == (0, 3)
+            bus.deliver_one()
+            handler.channel_closed()
+            soon.fire()  # the window of a batch whose channel is gone: nothing left to settle
+        assert later.calls == [] and bus.unacked() == 1
     finally:
         bus.close()
 

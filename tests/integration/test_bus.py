@@ -452,19 +452,22 @@ def test_every_state_a_crash_leaves_between_accept_and_ack_ends_in_one_send(
     assert found == {i: Status.SENT for i in ids.values()}, w.log()[-3000:]
     assert sends == Counter(ids.values()), sends  # each one sent, none twice
     assert attempts == Counter(ids.values()), attempts  # one claim each
-    # The redelivered events were taken in again: A and B (still `accepted`) enqueued anew, C a no-op.
+    # The redelivered events were taken in again: A (still `accepted`) enqueued anew, C a no-op.
     intake = {
         r["notification_id"]: (r["event"], r.get("duplicate"))
         for r in log_lines(w)
         if r.get("event") in {"event.accepted", "event.duplicate"}
     }
-    assert intake == {
-        ids["A"]: ("event.accepted", True),
-        ids["B"]: ("event.accepted", True),
-        ids["C"]: ("event.duplicate", None),
-    }
+    assert intake[ids["A"]] == ("event.accepted", True)
+    assert intake[ids["C"]] == ("event.duplicate", None)
     skipped = [r["notification_id"] for r in log_lines(w) if r.get("event") == "deliver.skipped"]
-    assert skipped == [ids["B"]]  # B's second deliver task lost the claim
+    # B's first task and its redelivered event race at start-up. Either the event finds B still
+    # `accepted` and enqueues a second task, which then loses the claim, or B's task ran first
+    # and the event is a duplicate. Both end in the one send checked above.
+    if intake[ids["B"]] == ("event.accepted", True):
+        assert skipped == [ids["B"]]
+    else:
+        assert (intake[ids["B"]], skipped) == (("event.duplicate", None), [])
 
 
 class Stream(threading.Thread):

@@ -253,3 +253,17 @@ def test_retention_purges_personal_data_but_keeps_the_row(ledger: Ledger, clock:
     assert view is not None
     assert view.status is Status.SENT and view.recipient is None and view.purged_at is not None
     assert ledger.resend(event.notification_id, force=True) is ResendResult.NOT_RESENDABLE
+
+
+def test_accept_many_is_one_batch_with_duplicates_inside_and_out(ledger: Ledger) -> None:
+    old, fresh, twice = parsed(sms()), parsed(basic_email()), parsed(sms())
+    ledger.accept(old)
+    results = ledger.accept_many([old, fresh, twice, twice], queued=True)
+    assert [(r.notification_id, r.created, r.status) for r in results] == [
+        (old.notification_id, False, Status.ACCEPTED),
+        (fresh.notification_id, True, Status.QUEUED),
+        (twice.notification_id, True, Status.QUEUED),
+        (twice.notification_id, False, Status.QUEUED),
+    ]
+    assert status(ledger, fresh.notification_id) is Status.QUEUED
+    assert ledger.accept_many([]) == []

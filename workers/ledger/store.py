@@ -269,13 +269,6 @@ class Ledger:
         with self._single.connect() as conn:
             return conn.execute(self._insert_stmt, values).first() is not None
 
-    def _status_of(self, notification_id: str) -> Status:
-        with self.engine.connect() as conn:
-            value = conn.execute(
-                select(Notification.status).where(Notification.id == notification_id)
-            ).scalar_one()
-        return Status(value)
-
     def accept(self, event: ParsedEvent, *, queued: bool = False) -> AcceptResult:
         """Record a valid event as ``accepted``; the same id twice is one row (the second is a no-op).
 
@@ -284,32 +277,68 @@ class Ledger:
         caller die before enqueueing, the sweeper re-enqueues a stuck ``queued`` row exactly as it
         does a stuck ``accepted`` one.
         """
+        return self.accept_many([event], queued=queued)[0]
+
+    def accept_many(self, events: Sequence[ParsedEvent], *, queued: bool = False) -> list[AcceptResult]:
+        """``accept`` for a batch, in one INSERT (and one SELECT when some were already there).
+
+        Results come in the order of ``events``. An id seen twice in the batch is created by its
+        first occurrence; the later ones are duplicates, as they would be one at a time.
+        """
+        if not events:
+            return []
         now = self.clock()
         initial = Status.QUEUED if queued else Status.ACCEPTED
-        created = self._insert_ignore(
-            {
-                "id": event.notification_id,
-                "channel": event.channel.value,
-                "event_type": event.event_type,
-                "template": event.template,
-                "status": initial.value,
-                "attempts": 0,
-                "cycle_attempts_base": 0,
-                "recipient": event.recipient,
-                "payload": dict(event.payload),
-                "meta": {
-                    "core": dict(event.core),
-                    "baggage": dict(event.baggage),
-                    "trace_context": dict(event.trace_context),
-                },
-                "occurred_at": event.occurred_at,
-                "created_at": now,
-                "updated_at": now,
-                "cycle_started_at": now,
-            }
+        rows: dict[str, dict[str, Any]] = {}
+        for event in events:
+            rows.setdefault(event.notification_id, self._row(event, initial, now))
+        with self._single.connect() as conn:
+            # A list of parameter sets with RETURNING: SQLAlchemy sends one multi-VALUES INSERT.
+            result = conn.execute(self._insert_stmt, list(rows.values()))
+            created = {row.id for row in result}
+        existing = (
+            self._statuses_of([i for i in rows if i not in created]) if len(created) < len(rows) else {}
         )
-        status = initial if created else self._status_of(event.notification_id)
-        return AcceptResult(event.notification_id, created, status)
+        results = []
+        first = set(created)
+        for event in events:
+            nid = event.notification_id
+            if nid in first:
+                first.discard(nid)
+                results.append(AcceptResult(nid, True, initial))
+            else:
+                results.append(AcceptResult(nid, False, existing.get(nid, initial)))
+        return results
+
+    @staticmethod
+    def _row(event: ParsedEvent, status: Status, now: datetime) -> dict[str, Any]:
+        return {
+            "id": event.notification_id,
+            "channel": event.channel.value,
+            "event_type": event.event_type,
+            "template": event.template,
+            "status": status.value,
+            "attempts": 0,
+            "cycle_attempts_base": 0,
+            "recipient": event.recipient,
+            "payload": dict(event.payload),
+            "meta": {
+                "core": dict(event.core),
+                "baggage": dict(event.baggage),
+                "trace_context": dict(event.trace_context),
+            },
+            "occurred_at": event.occurred_at,
+            "created_at": now,
+            "updated_at": now,
+            "cycle_started_at": now,
+        }
+
+    def _statuses_of(self, notification_ids: Sequence[str]) -> dict[str, Status]:
+        with self._single.connect() as conn:
+            found = conn.execute(
+                select(Notification.id, Notification.status).where(Notification.id.in_(notification_ids))
+            ).all()
+        return {row.id: Status(row.status) for row in found}
 
     def reject(
         self,
@@ -337,7 +366,7 @@ class Ledger:
                 "cycle_started_at": now,
             }
         )
-        status = Status.REJECTED if created else self._status_of(notification_id)
+        status = Status.REJECTED if created else self._statuses_of([notification_id])[notification_id]
         return AcceptResult(notification_id, created, status)
 
     def mark_queued(self, notification_id: str) -> bool:

@@ -38,13 +38,21 @@ def _run(providers: Sequence[P], send: Callable[[P], Receipt], notification_id: 
         except GiveUp:
             raise
         except ProviderMisconfigured as exc:
-            log.error("provider %s is misconfigured, trying the next one for %s: %s",
-                      provider.name, notification_id, exc)
+            log.error(
+                "provider %s is misconfigured, trying the next one for %s: %s",
+                provider.name,
+                notification_id,
+                exc,
+            )
             failures.append(exc)
             continue
         except RetryLater as exc:
-            log.warning("provider %s failed transiently, trying the next one for %s: %s",
-                        provider.name, notification_id, exc)
+            log.warning(
+                "provider %s failed transiently, trying the next one for %s: %s",
+                provider.name,
+                notification_id,
+                exc,
+            )
             failures.append(exc)
             continue
         if failures:
@@ -59,8 +67,12 @@ def _run(providers: Sequence[P], send: Callable[[P], Receipt], notification_id: 
         # The next attempt starts again at the first provider: the soonest hint is the useful one.
         # Only our own shared rate limits said no: keep that, so the retry is not counted.
         kind = RateLimited if all(isinstance(failure, RateLimited) for failure in transient) else RetryLater
-        raise kind(f"every provider failed: {summary}", provider=last.provider, code=last.code,
-                   retry_after=min(hints) if hints else None)
+        raise kind(
+            f"every provider failed: {summary}",
+            provider=last.provider,
+            code=last.code,
+            retry_after=min(hints) if hints else None,
+        )
     raise failures[0]
 
 

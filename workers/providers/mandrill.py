@@ -173,12 +173,19 @@ def parse_send_response(status_code: int, headers: Mapping[str, str], body: byte
     if status_code == 429:
         _raise(Rule(RETRY, "rate limited (HTTP 429)"), "", code="http-429", retry_after=retry_after)
     if status_code >= 500:
-        _raise(Rule(RETRY, f"server error (HTTP {status_code})"), "", code=f"http-{status_code}",
-               retry_after=retry_after)
+        _raise(
+            Rule(RETRY, f"server error (HTTP {status_code})"),
+            "",
+            code=f"http-{status_code}",
+            retry_after=retry_after,
+        )
     if status_code in (401, 403, 404, 405):
         # Not an API error body: the base URL or the credentials point somewhere wrong.
-        _raise(Rule(MISCONFIGURED, f"HTTP {status_code} from the API root; check MANDRILL_BASE_URL"), "",
-               code=f"http-{status_code}")
+        _raise(
+            Rule(MISCONFIGURED, f"HTTP {status_code} from the API root; check MANDRILL_BASE_URL"),
+            "",
+            code=f"http-{status_code}",
+        )
     if status_code != 200:
         _raise(Rule(GIVE_UP, f"unexpected HTTP {status_code}"), "", code=f"http-{status_code}")
 
@@ -191,8 +198,9 @@ def parse_send_response(status_code: int, headers: Mapping[str, str], body: byte
         facts: dict[str, Any] = {"status": status}
         if result.get("queued_reason"):
             facts["queued_reason"] = str(result["queued_reason"])
-        return Receipt(provider=NAME, provider_message_id=str(message_id) if message_id else None,
-                       detail=facts)
+        return Receipt(
+            provider=NAME, provider_message_id=str(message_id) if message_id else None, detail=facts
+        )
     if status in ("rejected", "invalid"):
         reason = str(result.get("reject_reason") or ("invalid" if status == "invalid" else ""))
         rule = REJECT_REASONS.get(reason, Rule(GIVE_UP, f"recipient {status}"))
@@ -235,25 +243,30 @@ class MandrillProvider:
             content = response.content
         except (httpx.ReadTimeout, httpx.WriteTimeout) as exc:
             # The request (or part of it) reached Mandrill; it may act on it without our hearing.
-            raise MaybeDelivered(f"mandrill: no answer in time ({type(exc).__name__})", provider=NAME,
-                                 code="timeout") from None
+            raise MaybeDelivered(
+                f"mandrill: no answer in time ({type(exc).__name__})", provider=NAME, code="timeout"
+            ) from None
         except httpx.TimeoutException as exc:
-            raise RetryLater(f"mandrill: timed out ({type(exc).__name__})", provider=NAME,
-                             code="timeout") from None
+            raise RetryLater(
+                f"mandrill: timed out ({type(exc).__name__})", provider=NAME, code="timeout"
+            ) from None
         except httpx.TransportError as exc:
             # Connection refused, reset, or dropped before a reply: the request may not have arrived.
-            raise RetryLater(f"mandrill: connection failed ({type(exc).__name__})", provider=NAME,
-                             code="connection") from None
+            raise RetryLater(
+                f"mandrill: connection failed ({type(exc).__name__})", provider=NAME, code="connection"
+            ) from None
         except httpx.HTTPError as exc:
-            raise RetryLater(f"mandrill: HTTP failure ({type(exc).__name__})", provider=NAME,
-                             code="http") from None
+            raise RetryLater(
+                f"mandrill: HTTP failure ({type(exc).__name__})", provider=NAME, code="http"
+            ) from None
         try:
             receipt = parse_send_response(response.status_code, response.headers, content)
         except DeliveryError as exc:
             log.warning("mandrill refused notification %s: %s", message.notification_id, exc)
             raise
-        log.debug("mandrill accepted notification %s as %s", message.notification_id,
-                 receipt.provider_message_id)
+        log.debug(
+            "mandrill accepted notification %s as %s", message.notification_id, receipt.provider_message_id
+        )
         return receipt
 
     def close(self) -> None:

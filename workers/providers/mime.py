@@ -51,8 +51,8 @@ def build_mime(message: EmailMessage, *, domain: str = "notify.local") -> MimeMe
     Raises ValueError when a header value cannot be encoded (for instance it holds a line break).
     """
     mime = MimeMessage()
-    mime["From"] = formataddr((message.from_name, message.from_address)) if message.from_name else (
-        message.from_address
+    mime["From"] = (
+        formataddr((message.from_name, message.from_address)) if message.from_name else (message.from_address)
     )
     mime["To"] = message.to_address
     mime["Subject"] = message.subject

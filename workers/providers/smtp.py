@@ -91,11 +91,17 @@ class SmtpProvider:
         try:
             conn: smtplib.SMTP
             if self._implicit_tls:
-                conn = smtplib.SMTP_SSL(self._host, self._port, local_hostname=self._local_hostname,
-                                        timeout=self._timeout, context=self._ssl_context)
+                conn = smtplib.SMTP_SSL(
+                    self._host,
+                    self._port,
+                    local_hostname=self._local_hostname,
+                    timeout=self._timeout,
+                    context=self._ssl_context,
+                )
             else:
-                conn = smtplib.SMTP(self._host, self._port, local_hostname=self._local_hostname,
-                                    timeout=self._timeout)
+                conn = smtplib.SMTP(
+                    self._host, self._port, local_hostname=self._local_hostname, timeout=self._timeout
+                )
             try:
                 conn.ehlo()
                 if self._starttls:
@@ -107,24 +113,31 @@ class SmtpProvider:
                 _quietly_close(conn)
                 raise
         except smtplib.SMTPAuthenticationError as exc:
-            raise ProviderMisconfigured(f"smtp: authentication failed with {exc.smtp_code}",
-                                        provider=NAME, code=str(exc.smtp_code)) from None
+            raise ProviderMisconfigured(
+                f"smtp: authentication failed with {exc.smtp_code}", provider=NAME, code=str(exc.smtp_code)
+            ) from None
         except smtplib.SMTPNotSupportedError as exc:
-            raise ProviderMisconfigured(f"smtp: server does not support {redact(str(exc))}; "
-                                        "check SMTP_STARTTLS, SMTP_SSL and SMTP_USERNAME",
-                                        provider=NAME, code="not-supported") from None
+            raise ProviderMisconfigured(
+                f"smtp: server does not support {redact(str(exc))}; "
+                "check SMTP_STARTTLS, SMTP_SSL and SMTP_USERNAME",
+                provider=NAME,
+                code="not-supported",
+            ) from None
         except smtplib.SMTPResponseException as exc:
             classify_reply(exc.smtp_code, exc.smtp_error, stage="connection")
         except ssl.SSLCertVerificationError as exc:
-            raise ProviderMisconfigured(f"smtp: TLS certificate not trusted ({exc.verify_message})",
-                                        provider=NAME, code="tls") from None
+            raise ProviderMisconfigured(
+                f"smtp: TLS certificate not trusted ({exc.verify_message})", provider=NAME, code="tls"
+            ) from None
         except ssl.SSLError as exc:
-            raise RetryLater(f"smtp: TLS handshake failed ({exc.reason})", provider=NAME,
-                             code="tls") from None
+            raise RetryLater(
+                f"smtp: TLS handshake failed ({exc.reason})", provider=NAME, code="tls"
+            ) from None
         except (smtplib.SMTPException, OSError) as exc:
             # Refused, reset, timed out, or closed during the greeting: the server may come back.
-            raise RetryLater(f"smtp: cannot connect ({type(exc).__name__})", provider=NAME,
-                             code="connection") from None
+            raise RetryLater(
+                f"smtp: cannot connect ({type(exc).__name__})", provider=NAME, code="connection"
+            ) from None
         return conn
 
     def _take(self) -> tuple[smtplib.SMTP, bool]:
@@ -146,23 +159,27 @@ class SmtpProvider:
         if message.template is not None and message.text is None and message.html is None:
             raise ProviderMisconfigured(
                 "smtp: cannot render a Mandrill stored template; set NOTIFY_MANDRILL_TEMPLATES=local",
-                provider=NAME, code="stored-template")
+                provider=NAME,
+                code="stored-template",
+            )
         try:
             mime = build_mime(message, domain=self._domain)
             # CRLF line ends: smtplib fixes bare LFs in str messages but sends bytes verbatim, and a
             # server reads an LF-only message as one over-long line.
             payload = mime.as_bytes(policy=SMTP_POLICY)
         except (ValueError, TypeError) as exc:
-            raise GiveUp(f"smtp: message cannot be encoded ({redact(str(exc))})", provider=NAME,
-                         code="encoding") from None
+            raise GiveUp(
+                f"smtp: message cannot be encoded ({redact(str(exc))})", provider=NAME, code="encoding"
+            ) from None
         conn, reused = self._take()
         try:
             self._exchange(conn, message, payload)
         except _Dropped:
             _quietly_close(conn)
             if not reused:
-                raise RetryLater("smtp: server closed the connection", provider=NAME,
-                                 code="connection") from None
+                raise RetryLater(
+                    "smtp: server closed the connection", provider=NAME, code="connection"
+                ) from None
             # The pooled connection had gone stale while idle: one fresh connection, one more try.
             log.info("smtp connection was dropped by the server; reconnecting once")
             conn = self._open()
@@ -170,8 +187,9 @@ class SmtpProvider:
                 self._exchange(conn, message, payload)
             except _Dropped:
                 _quietly_close(conn)
-                raise RetryLater("smtp: server closed the connection", provider=NAME,
-                                 code="connection") from None
+                raise RetryLater(
+                    "smtp: server closed the connection", provider=NAME, code="connection"
+                ) from None
             except BaseException:
                 _quietly_close(conn)
                 raise
@@ -191,8 +209,9 @@ class SmtpProvider:
             # smtplib reports a read timeout as a disconnect; a slow server may still deliver, so a
             # timeout is never resent on a new connection here, unlike a real drop.
             if isinstance(exc.__context__, TimeoutError):
-                raise MaybeDelivered("smtp: timed out waiting for the server", provider=NAME,
-                                     code="timeout") from None
+                raise MaybeDelivered(
+                    "smtp: timed out waiting for the server", provider=NAME, code="timeout"
+                ) from None
             raise _Dropped() from None
         except smtplib.SMTPRecipientsRefused as exc:
             code, text = next(iter(exc.recipients.values()))
@@ -206,11 +225,13 @@ class SmtpProvider:
         except ConnectionError:
             raise _Dropped() from None
         except TimeoutError:
-            raise MaybeDelivered("smtp: timed out waiting for the server", provider=NAME,
-                                 code="timeout") from None
+            raise MaybeDelivered(
+                "smtp: timed out waiting for the server", provider=NAME, code="timeout"
+            ) from None
         except (smtplib.SMTPException, OSError) as exc:
-            raise RetryLater(f"smtp: exchange failed ({type(exc).__name__})", provider=NAME,
-                             code="connection") from None
+            raise RetryLater(
+                f"smtp: exchange failed ({type(exc).__name__})", provider=NAME, code="connection"
+            ) from None
 
     def close(self) -> None:
         with self._lock:

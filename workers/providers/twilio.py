@@ -257,27 +257,38 @@ class TwilioProvider:
         except _Transport as exc:
             if exc.kind == "maybe-delivered":
                 # Twilio may have queued the message without our hearing the SID.
-                raise MaybeDelivered(f"twilio: no answer in time ({exc.name})", provider=NAME,
-                                     code="timeout") from None
+                raise MaybeDelivered(
+                    f"twilio: no answer in time ({exc.name})", provider=NAME, code="timeout"
+                ) from None
             raise RetryLater(f"twilio: {exc.kind} ({exc.name})", provider=NAME, code=exc.kind) from None
         except TwilioRestException as exc:
             status = int(exc.status)
             # Without a JSON body the SDK puts the HTTP status in ``code``: that is no Twilio code.
             code = exc.code if isinstance(exc.code, int) and exc.code != status else None
             rule = classify(status, code)
-            log.warning("twilio refused notification %s: code %s, HTTP %s", message.notification_id,
-                        code, status)
-            _raise(rule, code=str(code if code is not None else f"http-{status}"),
-                   detail=redact(str(exc.msg)), retry_after=_retry_after(self._http.last_headers))
+            log.warning(
+                "twilio refused notification %s: code %s, HTTP %s", message.notification_id, code, status
+            )
+            _raise(
+                rule,
+                code=str(code if code is not None else f"http-{status}"),
+                detail=redact(str(exc.msg)),
+                retry_after=_retry_after(self._http.last_headers),
+            )
         except TwilioServiceException as exc:
             status = int(exc.status)
             rule = classify(status, int(exc.code))
-            _raise(rule, code=str(exc.code), detail=redact(str(exc.title)),
-                   retry_after=_retry_after(self._http.last_headers))
+            _raise(
+                rule,
+                code=str(exc.code),
+                detail=redact(str(exc.title)),
+                retry_after=_retry_after(self._http.last_headers),
+            )
         except (TwilioException, ValueError, KeyError) as exc:
             # A reply the SDK could not parse: treat as transient, the budget bounds it.
-            raise RetryLater(f"twilio: unreadable reply ({type(exc).__name__})", provider=NAME,
-                             code="bad-reply") from None
+            raise RetryLater(
+                f"twilio: unreadable reply ({type(exc).__name__})", provider=NAME, code="bad-reply"
+            ) from None
         sid = getattr(created, "sid", None)
         log.debug("twilio accepted notification %s as %s", message.notification_id, sid)
         return Receipt(

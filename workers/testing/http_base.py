@@ -181,8 +181,12 @@ class LocalHttpServer:
         server.owner = self
         self._server = server
         self._stopping.clear()
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=f"{type(self).__name__}", daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"{type(self).__name__}",
+            daemon=True,
+        )
         self._thread.start()
         return self
 
@@ -234,8 +238,14 @@ class LocalHttpServer:
         with self._lock:
             self._faults.extend(faults)
 
-    def set_failure_rate(self, *, error_rate: float = 0.0, timeout_rate: float = 0.0, seed: int = 0,
-                         timeout_delay: float = 30.0) -> None:
+    def set_failure_rate(
+        self,
+        *,
+        error_rate: float = 0.0,
+        timeout_rate: float = 0.0,
+        seed: int = 0,
+        timeout_delay: float = 30.0,
+    ) -> None:
         """From now on fail ``error_rate`` of requests with a 500 and ``timeout_rate`` by hanging."""
         with self._lock:
             self._error_rate, self._timeout_rate = error_rate, timeout_rate
@@ -333,12 +343,17 @@ class LocalHttpServer:
     # --- control API ---------------------------------------------------------------------------
 
     def _control(self, request: Request) -> Reply:
-        action = request.path[len(CONTROL_PREFIX):].split("?")[0]
+        action = request.path[len(CONTROL_PREFIX) :].split("?")[0]
         try:
             if action == "received" and request.method == "GET":
                 items = [
-                    {"method": r.request.method, "path": r.path, "status": r.status, "accepted": r.accepted,
-                     "body": r.request.body.decode("utf-8", "replace")}
+                    {
+                        "method": r.request.method,
+                        "path": r.path,
+                        "status": r.status,
+                        "accepted": r.accepted,
+                        "body": r.request.body.decode("utf-8", "replace"),
+                    }
                     for r in self.received
                 ]
                 return Reply.of_json(200, items)
@@ -353,13 +368,13 @@ class LocalHttpServer:
                 return Reply.of_json(200, {"ok": True})
             if action == "failure-rate" and request.method == "POST":
                 spec = request.json
-                self.set_failure_rate(error_rate=float(spec.get("error_rate", 0.0)),
-                                      timeout_rate=float(spec.get("timeout_rate", 0.0)),
-                                      seed=int(spec.get("seed", 0)),
-                                      timeout_delay=float(spec.get("timeout_delay", 30.0)))
+                self.set_failure_rate(
+                    error_rate=float(spec.get("error_rate", 0.0)),
+                    timeout_rate=float(spec.get("timeout_rate", 0.0)),
+                    seed=int(spec.get("seed", 0)),
+                    timeout_delay=float(spec.get("timeout_delay", 30.0)),
+                )
                 return Reply.of_json(200, {"ok": True})
         except (KeyError, TypeError, ValueError) as exc:
             return Reply.of_json(400, {"error": str(exc)})
         return Reply.of_json(404, {"error": f"no control action {action!r}"})
-
-

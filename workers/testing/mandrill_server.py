@@ -21,8 +21,14 @@ from workers.testing.program import serve_until_stopped
 
 API_PREFIX = "/api/1.0/"
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-ERROR_CODES = {"Invalid_Key": -1, "ValidationError": -2, "GeneralError": -1, "Unknown_Template": 5,
-               "ServiceUnavailable": -1, "PaymentRequired": -1}
+ERROR_CODES = {
+    "Invalid_Key": -1,
+    "ValidationError": -2,
+    "GeneralError": -1,
+    "Unknown_Template": 5,
+    "ServiceUnavailable": -1,
+    "PaymentRequired": -1,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,17 +100,34 @@ class MandrillServer(LocalHttpServer):
     def error_reply(self, status: int, retry_after: float | None) -> Reply:
         headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else {}
         if status == 429:
-            return Reply.of_json(429, {"status": "error", "code": -1, "name": "Too_Many_Requests",
-                                       "message": "rate limit exceeded"}, headers)
+            return Reply.of_json(
+                429,
+                {
+                    "status": "error",
+                    "code": -1,
+                    "name": "Too_Many_Requests",
+                    "message": "rate limit exceeded",
+                },
+                headers,
+            )
         if status >= 500:
-            return Reply.of_json(status, {"status": "error", "code": -1, "name": "GeneralError",
-                                          "message": "An unexpected error occurred"}, headers)
+            return Reply.of_json(
+                status,
+                {
+                    "status": "error",
+                    "code": -1,
+                    "name": "GeneralError",
+                    "message": "An unexpected error occurred",
+                },
+                headers,
+            )
         return Reply(status, b"", headers)
 
     @staticmethod
     def _error(name: str, message: str) -> Reply:
-        return Reply.of_json(500, {"status": "error", "code": ERROR_CODES.get(name, -1), "name": name,
-                                   "message": message})
+        return Reply.of_json(
+            500, {"status": "error", "code": ERROR_CODES.get(name, -1), "name": name, "message": message}
+        )
 
     def fault_from_json(self, spec: Mapping[str, Any]) -> Any:
         kind = spec.get("kind")
@@ -121,7 +144,7 @@ class MandrillServer(LocalHttpServer):
     def handle(self, request: Request, fault: Any) -> tuple[Reply, bool]:
         if request.method != "POST" or not request.path.startswith(API_PREFIX):
             return Reply(404, b"Not Found"), False
-        method = request.path[len(API_PREFIX):].split("?")[0].removesuffix(".json")
+        method = request.path[len(API_PREFIX) :].split("?")[0].removesuffix(".json")
         if method in ("users/ping", "users/ping2"):
             return self._ping(request, method), False
         if method not in ("messages/send", "messages/send-template"):
@@ -139,8 +162,10 @@ class MandrillServer(LocalHttpServer):
         problem = self._validate(method, payload)
         if problem:
             return self._error("ValidationError", problem), False
-        if method == "messages/send-template" and self.templates is not None and (
-            payload["template_name"] not in self.templates
+        if (
+            method == "messages/send-template"
+            and self.templates is not None
+            and (payload["template_name"] not in self.templates)
         ):
             return self._error("Unknown_Template", "No such template"), False
         if isinstance(fault, ErrorName):
@@ -155,8 +180,9 @@ class MandrillServer(LocalHttpServer):
                 denied = self._denylist.get(email.lower())
             result: dict[str, Any] = {"email": email, "_id": uuid.uuid4().hex}
             if isinstance(fault, Reject) or denied:
-                result.update(status="rejected", reject_reason=fault.reason if isinstance(fault, Reject)
-                              else denied)
+                result.update(
+                    status="rejected", reject_reason=fault.reason if isinstance(fault, Reject) else denied
+                )
             elif isinstance(fault, Queued):
                 result.update(status="queued", reject_reason=None, queued_reason=fault.reason)
                 accepted = True
@@ -183,37 +209,40 @@ class MandrillServer(LocalHttpServer):
     def _validate(method: str, payload: Mapping[str, Any]) -> str:
         message = payload.get("message")
         if not isinstance(message, dict):
-            return "Validation error: {\"message\":\"Please enter an array\"}"
+            return 'Validation error: {"message":"Please enter an array"}'
         recipients = message.get("to")
         if not isinstance(recipients, list) or not recipients:
-            return "Validation error: {\"message\":{\"to\":\"Please enter an array\"}}"
+            return 'Validation error: {"message":{"to":"Please enter an array"}}'
         for recipient in recipients:
             if not isinstance(recipient, dict) or not _EMAIL.match(str(recipient.get("email", ""))):
-                return ("Validation error: {\"message\":{\"to\":[{\"email\":"
-                        "\"An email address must contain a single @\"}]}}")
+                return (
+                    'Validation error: {"message":{"to":[{"email":'
+                    '"An email address must contain a single @"}]}}'
+                )
             if recipient.get("type", "to") not in ("to", "cc", "bcc"):
-                return "Validation error: {\"message\":{\"to\":[{\"type\":\"must be one of to, cc, bcc\"}]}}"
+                return 'Validation error: {"message":{"to":[{"type":"must be one of to, cc, bcc"}]}}'
         if not _EMAIL.match(str(message.get("from_email", ""))) and method == "messages/send":
-            return ("Validation error: {\"message\":{\"from_email\":"
-                    "\"An email address must contain a single @\"}}")
+            return 'Validation error: {"message":{"from_email":"An email address must contain a single @"}}'
         for name in ("headers", "metadata"):
             if name in message and not isinstance(message[name], dict):
-                return f"Validation error: {{\"message\":{{\"{name}\":\"Please enter a struct\"}}}}"
+                return f'Validation error: {{"message":{{"{name}":"Please enter a struct"}}}}'
         if "global_merge_vars" in message:
             merge_vars = message["global_merge_vars"]
             if not isinstance(merge_vars, list) or not all(
                 isinstance(item, dict) and isinstance(item.get("name"), str) and "content" in item
                 for item in merge_vars
             ):
-                return ("Validation error: {\"message\":{\"global_merge_vars\":"
-                        "\"Please enter an array of name/content\"}}")
+                return (
+                    'Validation error: {"message":{"global_merge_vars":'
+                    '"Please enter an array of name/content"}}'
+                )
         if message.get("merge_language", "mailchimp") not in ("mailchimp", "handlebars"):
-            return "Validation error: {\"message\":{\"merge_language\":\"must be mailchimp or handlebars\"}}"
+            return 'Validation error: {"message":{"merge_language":"must be mailchimp or handlebars"}}'
         if method == "messages/send-template":
             if not isinstance(payload.get("template_name"), str) or not payload["template_name"]:
-                return "Validation error: {\"template_name\":\"Sorry, this field can't be left blank.\"}"
+                return 'Validation error: {"template_name":"Sorry, this field can\'t be left blank."}'
             if not isinstance(payload.get("template_content"), list):
-                return "Validation error: {\"template_content\":\"Please enter an array\"}"
+                return 'Validation error: {"template_content":"Please enter an array"}'
         return ""
 
 
@@ -222,8 +251,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--key", action="append", default=None, help="accepted API key (repeatable)")
-    parser.add_argument("--template", action="append", default=None,
-                        help="known stored template (repeatable; none given: any name exists)")
+    parser.add_argument(
+        "--template",
+        action="append",
+        default=None,
+        help="known stored template (repeatable; none given: any name exists)",
+    )
     args = parser.parse_args(argv)
     server = MandrillServer(args.key or ["test-key"], templates=args.template, host=args.host, port=args.port)
     serve_until_stopped(server, lambda: f"MANDRILL_BASE_URL={server.api_url}")

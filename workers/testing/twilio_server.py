@@ -93,9 +93,16 @@ class TwilioServer(LocalHttpServer):
     def _error(code: int, status: int, retry_after: float | None = None, **fields: str) -> Reply:
         headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else {}
         message = MESSAGES.get(code, "Error").format(**fields) if fields else MESSAGES.get(code, "Error")
-        return Reply.of_json(status, {"code": code, "message": message,
-                                      "more_info": f"https://www.twilio.com/docs/errors/{code}",
-                                      "status": status}, headers)
+        return Reply.of_json(
+            status,
+            {
+                "code": code,
+                "message": message,
+                "more_info": f"https://www.twilio.com/docs/errors/{code}",
+                "status": status,
+            },
+            headers,
+        )
 
     def error_reply(self, status: int, retry_after: float | None) -> Reply:
         if status == 429:
@@ -107,8 +114,11 @@ class TwilioServer(LocalHttpServer):
     def fault_from_json(self, spec: Mapping[str, Any]) -> Any:
         if spec.get("kind") == "error":
             retry_after = spec.get("retry_after")
-            return TwilioError(int(spec["code"]), int(spec.get("status", 400)),
-                               float(retry_after) if retry_after is not None else None)
+            return TwilioError(
+                int(spec["code"]),
+                int(spec.get("status", 400)),
+                float(retry_after) if retry_after is not None else None,
+            )
         return super().fault_from_json(spec)
 
     def _authenticated(self, request: Request, sid: str) -> bool:
