@@ -83,8 +83,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace, extra: list[str]) -
         # at start for want of it, and with it the sweeper.
         state_dir = settings.state_dir.resolve()
         state_dir.mkdir(parents=True, exist_ok=True)
-        argv.append("--beat")
-        argv.append(f"--schedule={state_dir / 'celerybeat-schedule'}")
+        argv.append(f"--sweeper-schedule={state_dir / 'celerybeat-schedule'}")
     app.worker_main([*argv, *extra])
     return 0
 

@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tests.conftest import RABBITMQ_URL
@@ -60,7 +61,12 @@ def test_the_worker_sweeps_on_rabbitmq(tmp_path: Path) -> None:
 
     with worker:
         rows = wait_for(worker.settings, [stuck, silent, old], worker=worker, done=swept, timeout=60)
+        assert worker.process is not None
+        # Beat runs as a thread of the worker: no second process (Celery's --beat forks one).
+        children = psutil.Process(worker.process.pid).children(recursive=True)
     assert all(swept(view) for view in rows.values()), worker.log()[-3000:]
+    assert children == []
+    assert "beat: Starting" in worker.log()
     assert (tmp_path / "outbox" / "sms" / f"{stuck}.json").exists()
     view = rows[old]
     assert view is not None and view.status is Status.SENT and view.recipient is None  # row kept, data gone
