@@ -267,3 +267,29 @@ def test_accept_many_is_one_batch_with_duplicates_inside_and_out(ledger: Ledger)
     ]
     assert status(ledger, fresh.notification_id) is Status.QUEUED
     assert ledger.accept_many([]) == []
+
+
+def test_a_batch_round_trips_every_field(ledger: Ledger, clock: Clock) -> None:
+    email = basic_email(subject="Grüße, 你好 🚀", body='quotes " and \\ backslash')
+    email["baggage"] = {"tenant": "acme"}
+    email["trace"] = {"traceContext": {"traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01"}}
+    events = [parsed(email), parsed(sms())]
+    ledger.accept_many(events, queued=True)
+    for event in events:
+        claim = ledger.claim(event.notification_id)
+        assert claim is not None
+        assert claim.payload == dict(event.payload)
+        assert claim.meta == {
+            "core": dict(event.core),
+            "baggage": dict(event.baggage),
+            "trace_context": dict(event.trace_context),
+        }
+        assert claim.occurred_at == event.occurred_at and claim.cycle_started_at == clock()
+        view = get_notification(ledger.engine, event.notification_id)
+        assert view is not None
+        assert (view.recipient, view.channel, view.event_type, view.created_at) == (
+            event.recipient,
+            event.channel.value,
+            event.event_type,
+            clock(),
+        )
