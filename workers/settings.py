@@ -57,6 +57,7 @@ class Settings(BaseSettings):
     mandrill_templates: Literal["local", "mandrill"] = "local"
 
     auto_migrate: bool = True
+    task_sent_events: bool = False  # Flower also shows tasks still waiting in the queue
     worker_pool: str = "threads"
     worker_concurrency: int = Field(default=8, ge=1, le=1000)
 
