@@ -99,10 +99,14 @@ def _mention(raw: Mapping[str, Any], position: int) -> dict[str, Any]:
     return mention
 
 
+# The fields _HTML_ITEM and _HTML_IMAGE print: only these are escaped (all strings by then).
+_HTML_FIELDS = ("program_name", "program_image", "mention_date_formatted", "via", "snippets", "invite_link")
+
+
 def _html_block(mentions: list[dict[str, Any]]) -> str:
     parts = []
     for mention in mentions:
-        escaped = {key: escape_html(str(value)) for key, value in mention.items() if value is not None}
+        escaped = {key: escape_html(mention[key]) for key in _HTML_FIELDS}
         image = _HTML_IMAGE.format(**escaped) if mention["program_image"] else ""
         parts.append(_HTML_ITEM.format(image=image, **escaped))
     return "".join(parts)
