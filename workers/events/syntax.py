@@ -69,6 +69,12 @@ def is_messaging_service_sid(value: str) -> bool:
 
 # One regex pass instead of a Python loop per character (it ran for every link of every mention).
 _URL_FORBIDDEN = re.compile(r"[\s\x00-\x1f\x7f]")
+# The usual link, accepted in one regex pass: http(s), a host of letters, digits, dots and hyphens,
+# maybe a port, then anything but whitespace and controls. Whatever this matches, the full check
+# accepts too (urlsplit finds that scheme and a non-empty hostname); anything else takes the full check.
+_PLAIN_WEB_URL = re.compile(
+    r"[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9.-]+(?::[0-9]*)?(?:[/?#][^\s\x00-\x1f\x7f]*)?"
+)
 
 
 def is_web_url(value: str) -> bool:
@@ -76,6 +82,11 @@ def is_web_url(value: str) -> bool:
 
     Links end up in href/src attributes, where HTML escaping does not stop a javascript: URL.
     """
+    return _PLAIN_WEB_URL.fullmatch(value) is not None or _is_web_url_parsed(value)
+
+
+def _is_web_url_parsed(value: str) -> bool:
+    """``is_web_url`` the long way: the URL split into its parts."""
     if _URL_FORBIDDEN.search(value):
         return False
     try:
