@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,7 +31,15 @@ from workers.events.schema import (
     SMS_NOTIFICATION,
 )
 from workers.events.validation import validate_payload
-from workers.events.wire import Envelope, as_bytes, decode_envelope, decode_envelope_dict, decode_payload
+from workers.events.wire import (
+    Envelope,
+    Payload,
+    as_bytes,
+    decode_envelope,
+    decode_envelope_dict,
+    decode_payload,
+    payload_message,
+)
 from workers.messages import Channel
 
 log = structlog.get_logger(__name__)
@@ -139,38 +148,41 @@ def parse_timestamp(value: str) -> datetime | None:
         return None
 
 
+_USABLE_ID = re.compile(f"[!-~]{{1,{MAX_ID_CHARS}}}")  # printable ASCII but space
+
+
 def _is_usable_id(value: str) -> bool:
-    return 0 < len(value) <= MAX_ID_CHARS and all("!" <= ch <= "~" for ch in value)
+    return _USABLE_ID.fullmatch(value) is not None
 
 
 def _reject(exc: InvalidEvent, notification_id: str, event_type: str | None) -> InvalidEvent:
     return InvalidEvent(exc.reason, field=exc.field, notification_id=notification_id, event_type=event_type)
 
 
-def _identify(envelope: Envelope, type_name: str, payload: Message | None) -> str:
+def _identify(envelope: Envelope, type_name: str, payload: Payload | None) -> str:
     """``core.id``, or a derived id (logged) when it is missing; InvalidEvent when it is unusable."""
     core_id = envelope.event.core.id
+    if _is_usable_id(core_id):  # the usual case; the derived id is worked out only when needed
+        return core_id
     # Without a decodable payload, the payload as received; without any, the whole envelope, so
     # that two different broken events do not collapse onto one row.
-    source: Message | bytes | Mapping[str, Any] = (
-        payload
-        if payload is not None
-        else envelope.payload
-        if envelope.payload is not None
-        else envelope.event
-    )
+    source: Message | bytes | Mapping[str, Any]
+    if payload is not None:
+        source = payload_message(envelope, payload, KINDS[type_name].message_class)
+    elif envelope.payload is not None:
+        source = envelope.payload
+    else:
+        source = envelope.event
     fallback = derived_id(type_name, source)
     if not core_id:
         log.warning("event.core_id_missing", event_type=type_name, notification_id=fallback)
         return fallback
-    if not _is_usable_id(core_id):
-        raise InvalidEvent(
-            f"is not a usable id (1 to {MAX_ID_CHARS} printable ASCII characters, no spaces)",
-            field="core.id",
-            notification_id=fallback,
-            event_type=type_name or None,
-        )
-    return core_id
+    raise InvalidEvent(
+        f"is not a usable id (1 to {MAX_ID_CHARS} printable ASCII characters, no spaces)",
+        field="core.id",
+        notification_id=fallback,
+        event_type=type_name or None,
+    )
 
 
 def _check_envelope_strings(event: VtEvent) -> None:
@@ -211,7 +223,7 @@ def _parse(envelope: Envelope, routing_key: str | None, templates: Collection[st
     notification_id = _identify(envelope, type_name, payload)
     try:
         _check_envelope_strings(envelope.event)
-        canonical = validate_payload(payload, templates, notification_id=notification_id)
+        canonical = validate_payload(type_name, payload.plain, templates, notification_id=notification_id)
     except InvalidEvent as exc:
         raise _reject(exc, notification_id, type_name) from None
 

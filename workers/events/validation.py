@@ -7,16 +7,13 @@ error, because errors end up in the ledger, in logs and on operators' screens.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
+from collections.abc import Collection
 from typing import Any
 
 import structlog
-from google.protobuf.message import Message
 
 from workers.errors import InvalidEvent
-from workers.events.jsonmap import message_to_plain
-from workers.events.mention_notification_pb2 import MentionEmailGenerated
-from workers.events.notification_pb2 import BasicEmail, SMSNotification
+from workers.events.schema import BASIC_EMAIL, MENTION_EMAIL_GENERATED, SMS_NOTIFICATION
 from workers.events.syntax import is_e164, is_email_address, is_messaging_service_sid, is_web_url
 
 log = structlog.get_logger(__name__)
@@ -52,26 +49,33 @@ def _echo(value: str) -> str:
     return repr(value[:64] + ("..." if len(value) > 64 else ""))
 
 
-def _strings(message: Message, path: str) -> Iterator[tuple[str, str, str]]:
-    """(path, field name, value) for every string in the message, nested ones included."""
-    for field in message.DESCRIPTOR.fields:
-        value = getattr(message, field.name)
-        sub = f"{path}.{field.name}"
-        if field.message_type is not None:
-            items = list(value) if field.is_repeated else [value]
-            for index, item in enumerate(items):
-                yield from _strings(item, f"{sub}[{index}]" if field.is_repeated else sub)
-        elif isinstance(value, str):
-            yield sub, field.name, value
+def _string_problem(plain: dict[str, Any]) -> tuple[str, str] | None:
+    """(path below ``plain``, reason) of the first string, nested ones included, that we cannot store.
 
-
-def _check_all_strings(message: Message) -> None:
-    for path, name, value in _strings(message, "data"):
-        if "\x00" in value:  # PostgreSQL text and JSON cannot hold NUL; no header or body needs one
-            raise InvalidEvent("contains a NUL character", field=path)
-        limit = MAX_BODY_CHARS if name in _BODY_FIELDS else MAX_TEXT_CHARS
-        if len(value) > limit:
-            raise InvalidEvent(f"is {len(value)} characters; the limit is {limit}", field=path)
+    ``plain`` is ``message_to_plain``'s form, whose keys follow the schema's field order, so the
+    first offending field is the one a walk over the schema finds first. Paths are only built for
+    the offender: this runs over every string of every event.
+    """
+    for name, value in plain.items():
+        if type(value) is str:
+            if "\x00" in value:  # PostgreSQL text and JSON cannot hold NUL; no header or body needs one
+                return f".{name}", "contains a NUL character"
+            if len(value) > MAX_TEXT_CHARS:  # the lower limit; only then does the field's own matter
+                limit = MAX_BODY_CHARS if name in _BODY_FIELDS else MAX_TEXT_CHARS
+                if len(value) > limit:
+                    return f".{name}", f"is {len(value)} characters; the limit is {limit}"
+        elif type(value) is dict:
+            problem = _string_problem(value)
+            if problem is not None:
+                return f".{name}{problem[0]}", problem[1]
+        elif type(value) is list:
+            # Nested messages only: repeated scalars were never walked (our payloads have none).
+            for index, item in enumerate(value):
+                if type(item) is dict:
+                    problem = _string_problem(item)
+                    if problem is not None:
+                        return f".{name}[{index}]{problem[0]}", problem[1]
+    return None
 
 
 def _one_line(value: str, field: str) -> None:
@@ -102,46 +106,41 @@ def _link(value: str, field: str) -> None:
         raise InvalidEvent("is not an absolute http(s) URL", field=field)
 
 
-def validate_basic_email(message: BasicEmail) -> BasicEmail:
+def validate_basic_email(payload: dict[str, Any]) -> None:
     """BasicEmail: both addresses valid, a one-line subject, and body or body_html."""
-    result = BasicEmail()
-    result.CopyFrom(message)
-    result.from_address = _address(message.from_address, "data.from_address")
-    result.to_address = _address(message.to_address, "data.to_address")
-    result.reply_to = _address(message.reply_to, "data.reply_to", required=False)
-    _one_line(message.subject, "data.subject")
-    _required_text(message.subject, "data.subject")
-    if len(message.subject) > MAX_SUBJECT_CHARS:
+    payload["from_address"] = _address(payload["from_address"], "data.from_address")
+    payload["to_address"] = _address(payload["to_address"], "data.to_address")
+    payload["reply_to"] = _address(payload["reply_to"], "data.reply_to", required=False)
+    subject: str = payload["subject"]
+    _one_line(subject, "data.subject")
+    _required_text(subject, "data.subject")
+    if len(subject) > MAX_SUBJECT_CHARS:
         raise InvalidEvent(
-            f"is {len(message.subject)} characters; the limit is {MAX_SUBJECT_CHARS}", field="data.subject"
+            f"is {len(subject)} characters; the limit is {MAX_SUBJECT_CHARS}", field="data.subject"
         )
-    if not message.body.strip() and not message.body_html.strip():
+    if not payload["body"].strip() and not payload["body_html"].strip():
         raise InvalidEvent(
             "is required when body_html is empty (send body, body_html or both)", field="data.body"
         )
-    return result
 
 
-def validate_sms(message: SMSNotification) -> SMSNotification:
+def validate_sms(payload: dict[str, Any]) -> None:
     """SMSNotification: E.164 numbers (or a Messaging Service SID as sender) and a message."""
-    result = SMSNotification()
-    result.CopyFrom(message)
-    result.from_number = message.from_number.strip(_TRIM)
-    result.to_number = message.to_number.strip(_TRIM)
-    _required_text(result.from_number, "data.from_number")
-    if not (is_e164(result.from_number) or is_messaging_service_sid(result.from_number)):
+    from_number = payload["from_number"] = payload["from_number"].strip(_TRIM)
+    to_number = payload["to_number"] = payload["to_number"].strip(_TRIM)
+    _required_text(from_number, "data.from_number")
+    if not (is_e164(from_number) or is_messaging_service_sid(from_number)):
         raise InvalidEvent(
             "is neither an E.164 number (+ then 8 to 15 digits) nor a Messaging Service SID (MG + 32 hex)",
             field="data.from_number",
         )
-    _required_text(result.to_number, "data.to_number")
-    if not is_e164(result.to_number):
+    _required_text(to_number, "data.to_number")
+    if not is_e164(to_number):
         raise InvalidEvent(
             "is not an E.164 number (+ then 8 to 15 digits, the first not 0)", field="data.to_number"
         )
     # Length is the provider's business (Twilio takes up to 1600 characters, in segments).
-    _required_text(message.message, "data.message")
-    return result
+    _required_text(payload["message"], "data.message")
 
 
 def _merge_language(value: str) -> str:
@@ -154,76 +153,90 @@ def _merge_language(value: str) -> str:
     return canonical
 
 
-def validate_mention(
-    message: MentionEmailGenerated, templates: Collection[str], *, notification_id: str = ""
-) -> MentionEmailGenerated:
-    """MentionEmailGenerated: fixed event/type, a template we have, valid addresses, 1+ mentions."""
-    result = MentionEmailGenerated()
-    result.CopyFrom(message)
-    if message.event != MENTION_EVENT:
-        raise InvalidEvent(f"must be {MENTION_EVENT!r}, got {_echo(message.event)}", field="data.event")
-    if message.type != MENTION_TYPE:
-        raise InvalidEvent(f"must be {MENTION_TYPE!r}, got {_echo(message.type)}", field="data.type")
-    result.to_email = _address(message.to_email, "data.to_email")
-    result.from_email = _address(message.from_email, "data.from_email")
-    _one_line(message.from_name, "data.from_name")
-    if len(message.from_name) > MAX_NAME_CHARS:
-        raise InvalidEvent(
-            f"is {len(message.from_name)} characters; the limit is {MAX_NAME_CHARS}", field="data.from_name"
-        )
-    result.template = message.template.strip()
-    _required_text(result.template, "data.template")
-    if result.template not in templates:
-        have = ", ".join(sorted(templates)) or "no templates are installed"
-        raise InvalidEvent(
-            f"{_echo(result.template)} is not a template we have ({have})", field="data.template"
-        )
-    result.merge_language = _merge_language(message.merge_language)
+_MENTION_LINKS = ("program_image", "invite_link", "logouri", "unsubscribe_link")
 
-    holders = result.place_holders
-    # The watchlist name is what a subject line is made of.
-    _one_line(holders.tracking_unit_name, "data.place_holders.tracking_unit_name")
-    _link(holders.logouri, "data.place_holders.logouri")
-    if not holders.mentions:
-        raise InvalidEvent("must hold at least one mention", field="data.place_holders.mentions")
-    if len(holders.mentions) > MAX_MENTIONS:
+
+def validate_mention(
+    payload: dict[str, Any], templates: Collection[str], *, notification_id: str = ""
+) -> None:
+    """MentionEmailGenerated: fixed event/type, a template we have, valid addresses, 1+ mentions."""
+    if payload["event"] != MENTION_EVENT:
+        raise InvalidEvent(f"must be {MENTION_EVENT!r}, got {_echo(payload['event'])}", field="data.event")
+    if payload["type"] != MENTION_TYPE:
+        raise InvalidEvent(f"must be {MENTION_TYPE!r}, got {_echo(payload['type'])}", field="data.type")
+    payload["to_email"] = _address(payload["to_email"], "data.to_email")
+    payload["from_email"] = _address(payload["from_email"], "data.from_email")
+    from_name: str = payload["from_name"]
+    _one_line(from_name, "data.from_name")
+    if len(from_name) > MAX_NAME_CHARS:
         raise InvalidEvent(
-            f"holds {len(holders.mentions)} mentions; the limit is {MAX_MENTIONS}",
+            f"is {len(from_name)} characters; the limit is {MAX_NAME_CHARS}", field="data.from_name"
+        )
+    template = payload["template"] = payload["template"].strip()
+    _required_text(template, "data.template")
+    if template not in templates:
+        have = ", ".join(sorted(templates)) or "no templates are installed"
+        raise InvalidEvent(f"{_echo(template)} is not a template we have ({have})", field="data.template")
+    payload["merge_language"] = _merge_language(payload["merge_language"])
+
+    holders = payload["place_holders"]
+    # The watchlist name is what a subject line is made of.
+    _one_line(holders["tracking_unit_name"], "data.place_holders.tracking_unit_name")
+    _link(holders["logouri"], "data.place_holders.logouri")
+    mentions: list[dict[str, Any]] = holders["mentions"]
+    if not mentions:
+        raise InvalidEvent("must hold at least one mention", field="data.place_holders.mentions")
+    if len(mentions) > MAX_MENTIONS:
+        raise InvalidEvent(
+            f"holds {len(mentions)} mentions; the limit is {MAX_MENTIONS}",
             field="data.place_holders.mentions",
         )
-    for index, mention in enumerate(holders.mentions):
-        path = f"data.place_holders.mentions[{index}]"
-        if not 0 <= mention.mention_date <= MAX_MENTION_DATE:
+    for index, mention in enumerate(mentions):
+        mention_date: int = mention["mention_date"]
+        if not 0 <= mention_date <= MAX_MENTION_DATE:
+            path = f"data.place_holders.mentions[{index}]"
             raise InvalidEvent(
-                f"{mention.mention_date} is not unix seconds between 0 and {MAX_MENTION_DATE}",
+                f"{mention_date} is not unix seconds between 0 and {MAX_MENTION_DATE}",
                 field=f"{path}.mention_date",
             )
-        for name in ("program_image", "invite_link", "logouri", "unsubscribe_link"):
-            _link(getattr(mention, name), f"{path}.{name}")
-        if len(mention.snippets) > MAX_SNIPPET_CHARS:
+        for name in _MENTION_LINKS:
+            link = mention[name]
+            if link and not is_web_url(link):
+                _link(link, f"data.place_holders.mentions[{index}].{name}")
+        snippets: str = mention["snippets"]
+        if len(snippets) > MAX_SNIPPET_CHARS:
             # The schema promises 100 characters; one long snippet should not cost the whole email.
-            mention.snippets = mention.snippets[: MAX_SNIPPET_CHARS - 1] + "\u2026"
+            mention["snippets"] = snippets[: MAX_SNIPPET_CHARS - 1] + "\u2026"
             log.warning(
                 "event.snippet_truncated",
                 notification_id=notification_id,
-                field=f"{path}.snippets",
+                field=f"data.place_holders.mentions[{index}].snippets",
                 limit=MAX_SNIPPET_CHARS,
             )
-    return result
+
+
+_VALIDATORS = {
+    BASIC_EMAIL: validate_basic_email,
+    SMS_NOTIFICATION: validate_sms,
+}
 
 
 def validate_payload(
-    message: Message, templates: Collection[str], *, notification_id: str = ""
+    type_name: str, payload: dict[str, Any], templates: Collection[str], *, notification_id: str = ""
 ) -> dict[str, Any]:
-    """The canonical dict of a valid payload; InvalidEvent when it breaks a rule."""
-    _check_all_strings(message)
-    canonical: Message
-    if isinstance(message, BasicEmail):
-        canonical = validate_basic_email(message)
-    elif isinstance(message, SMSNotification):
-        canonical = validate_sms(message)
-    elif isinstance(message, MentionEmailGenerated):
-        canonical = validate_mention(message, templates, notification_id=notification_id)
+    """The canonical dict of a valid payload; InvalidEvent when it breaks a rule.
+
+    ``payload`` is the decoded payload in ``message_to_plain``'s form; it is checked and
+    canonicalized in place (trimmed addresses and numbers, the merge language's canonical name, cut
+    snippets) and returned.
+    """
+    problem = _string_problem(payload)
+    if problem is not None:
+        raise InvalidEvent(problem[1], field=f"data{problem[0]}")
+    if type_name == MENTION_EMAIL_GENERATED:
+        validate_mention(payload, templates, notification_id=notification_id)
+    elif type_name in _VALIDATORS:
+        _VALIDATORS[type_name](payload)
     else:
-        raise TypeError(f"{message.DESCRIPTOR.full_name} is not one of our payload types")
-    return message_to_plain(canonical)
+        raise TypeError(f"{type_name} is not one of our payload types")
+    return payload

@@ -10,16 +10,14 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any
 
 from google.protobuf.message import DecodeError, Message
 
 from workers.errors import InvalidEvent
 from workers.events import core_pb2
-from workers.events.jsonmap import parse_message
+from workers.events.jsonmap import fields_from_json, message_to_plain, parse_message, plain_from_json
 from workers.events.schema import type_name_from_url
-
-M = TypeVar("M", bound=Message)
 
 # A sanity cap well above any real notification (bodies are capped at 5 MiB each in validation).
 MAX_EVENT_BYTES = 16 * 1024 * 1024
@@ -40,6 +38,18 @@ _SNIFF_TYPES = frozenset({"", "application/octet-stream"})
 _JSON_CHARSETS = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})
 _JSON_LEAD_WHITESPACE = b" \t\r\n"
 _UTF8_BOM = b"\xef\xbb\xbf"
+
+
+@dataclass(frozen=True, slots=True)
+class Payload:
+    """A decoded payload as a plain dict (``message_to_plain``'s form), and the message when at hand.
+
+    ``message`` is None when the JSON fast path made the dict without one; ``payload_message``
+    builds it when it is needed after all (a derived id).
+    """
+
+    plain: dict[str, Any]
+    message: Message | None
 
 
 class Encoding(StrEnum):
@@ -134,7 +144,10 @@ def decode_envelope_dict(event: object) -> Envelope:
         raise InvalidEvent("event must be a JSON object")
     envelope = {key: value for key, value in event.items() if key != "data"}
     data = event.get("data")
-    message = parse_message(envelope, core_pb2.VtEvent, "")
+    fields = fields_from_json(envelope, core_pb2.VtEvent)
+    message = (
+        core_pb2.VtEvent(**fields) if fields is not None else parse_message(envelope, core_pb2.VtEvent, "")
+    )
     if data is None:
         return Envelope(message, "", None, "is missing")
     if not isinstance(data, Mapping):
@@ -176,7 +189,7 @@ def decode_envelope(body: bytes | bytearray | memoryview | str, content_type: st
     return decode_envelope_dict(loaded)
 
 
-def decode_payload(envelope: Envelope, message_class: type[M]) -> M:
+def decode_payload(envelope: Envelope, message_class: type[Message]) -> Payload:
     """The envelope's payload as ``message_class``; InvalidEvent naming ``data...`` if it does not fit."""
     if isinstance(envelope.payload, bytes):
         message = message_class()
@@ -186,9 +199,20 @@ def decode_payload(envelope: Envelope, message_class: type[M]) -> M:
             raise InvalidEvent(
                 f"does not decode as {message_class.DESCRIPTOR.full_name}", field="data"
             ) from None
-        return message
+        return Payload(message_to_plain(message), message)
     if envelope.payload is None:
         raise InvalidEvent("is missing", field="data")
+    plain = plain_from_json(envelope.payload, message_class)
+    if plain is not None:
+        return Payload(plain, None)
+    message = parse_message(envelope.payload, message_class, "data")
+    return Payload(message_to_plain(message), message)
+
+
+def payload_message(envelope: Envelope, payload: Payload, message_class: type[Message]) -> Message:
+    """The payload as a message: the decoded one, or (JSON fast path) parsed again the canonical way."""
+    if payload.message is not None:
+        return payload.message
     return parse_message(envelope.payload, message_class, "data")
 
 
