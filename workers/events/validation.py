@@ -201,7 +201,7 @@ def validate_mention(
             )
         for name in _MENTION_LINKS:
             link = mention[name]
-            if link and not is_web_url(link):
+            if link and not is_web_url(link):  # the field's path is built for a bad link only
                 _link(link, f"data.place_holders.mentions[{index}].{name}")
         snippets: str = mention["snippets"]
         if len(snippets) > MAX_SNIPPET_CHARS:
