@@ -15,13 +15,12 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, NoReturn
 
 import structlog
 from google.protobuf.message import Message
 
 from workers.errors import InvalidEvent, NotOurEvent
-from workers.events.core_pb2 import VtEvent
 from workers.events.schema import (
     BASIC_EMAIL,
     DEFAULT_TEMPLATES,
@@ -185,19 +184,25 @@ def _identify(envelope: Envelope, type_name: str, payload: Payload | None) -> st
     )
 
 
-def _check_envelope_strings(event: VtEvent) -> None:
+def _check_envelope_strings(
+    core: Mapping[str, str], baggage: Mapping[str, str], trace_context: Mapping[str, str]
+) -> None:
     """The envelope values we store (core, baggage, trace context) must fit a database text column."""
-    items: list[tuple[str, str]] = [(f"core.{name}", getattr(event.core, name)) for name in CORE_FIELDS]
-    for where, mapping in (("baggage", event.baggage), ("trace.trace_context", event.trace.trace_context)):
-        items += [(where, key) for key in mapping] + [(where, value) for value in mapping.values()]
-    for field, value in items:
-        if "\x00" in value:  # PostgreSQL text and JSON cannot hold NUL
-            raise InvalidEvent("contains a NUL character", field=field)
-        if len(value) > MAX_ENVELOPE_VALUE_CHARS:
-            raise InvalidEvent(
-                f"holds a value of {len(value)} characters; the limit is {MAX_ENVELOPE_VALUE_CHARS}",
-                field=field,
-            )
+    for name, value in core.items():
+        if "\x00" in value or len(value) > MAX_ENVELOPE_VALUE_CHARS:
+            _refuse_envelope_value(value, f"core.{name}")
+    for field, mapping in (("baggage", baggage), ("trace.trace_context", trace_context)):
+        for value in (*mapping, *mapping.values()):
+            if "\x00" in value or len(value) > MAX_ENVELOPE_VALUE_CHARS:
+                _refuse_envelope_value(value, field)
+
+
+def _refuse_envelope_value(value: str, field: str) -> NoReturn:
+    if "\x00" in value:  # PostgreSQL text and JSON cannot hold NUL
+        raise InvalidEvent("contains a NUL character", field=field)
+    raise InvalidEvent(
+        f"holds a value of {len(value)} characters; the limit is {MAX_ENVELOPE_VALUE_CHARS}", field=field
+    )
 
 
 def _parse(envelope: Envelope, routing_key: str | None, templates: Collection[str]) -> ParsedEvent:
@@ -221,13 +226,16 @@ def _parse(envelope: Envelope, routing_key: str | None, templates: Collection[st
     except InvalidEvent as exc:
         raise _reject(exc, _identify(envelope, type_name, None), type_name) from None
     notification_id = _identify(envelope, type_name, payload)
+    event = envelope.event
+    core = {name: getattr(event.core, name) for name in CORE_FIELDS}
+    baggage = dict(event.baggage)
+    trace_context = dict(event.trace.trace_context)
     try:
-        _check_envelope_strings(envelope.event)
+        _check_envelope_strings(core, baggage, trace_context)
         canonical = validate_payload(type_name, payload.plain, templates, notification_id=notification_id)
     except InvalidEvent as exc:
         raise _reject(exc, notification_id, type_name) from None
 
-    core = envelope.event.core
     is_mention = type_name == MENTION_EMAIL_GENERATED
     recipient_field = _RECIPIENT_FIELDS[type_name]
     return ParsedEvent(
@@ -235,10 +243,10 @@ def _parse(envelope: Envelope, routing_key: str | None, templates: Collection[st
         event_type=type_name,
         channel=kind.channel,
         payload=canonical,
-        core={name: getattr(core, name) for name in CORE_FIELDS},
-        baggage=dict(envelope.event.baggage),
-        trace_context=dict(envelope.event.trace.trace_context),
-        occurred_at=parse_timestamp(core.timestamp),
+        core=core,
+        baggage=baggage,
+        trace_context=trace_context,
+        occurred_at=parse_timestamp(core["timestamp"]),
         recipient=canonical[recipient_field],
         template=canonical["template"] if is_mention else None,
     )
