@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
 from urllib.parse import urlsplit, urlunsplit
+from urllib.request import getproxies
 
 import httpx
 from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
@@ -149,21 +150,48 @@ class _Transport(TwilioException):  # type: ignore[misc]  # the SDK ships no typ
         super().__init__(f"{kind}: {name}")
 
 
+def environment_names_a_proxy() -> bool:
+    """Whether HTTP_PROXY, HTTPS_PROXY or ALL_PROXY is set: httpx.Client then routes through it."""
+    proxies = getproxies()
+    return any(proxies.get(scheme) for scheme in ("http", "https", "all"))
+
+
+# The SDK sends a handful of distinct header sets and one auth pair; the caches below stay tiny,
+# and are emptied past this size rather than grow with something unexpected.
+_CACHE_LIMIT = 64
+
+
 class RedirectingHttpClient(HttpClient):  # type: ignore[misc]  # the SDK ships no type hints
     """The SDK's HTTP client over one kept-alive httpx.Client, sending to ``base_url`` instead of Twilio.
 
     Keeps the headers of the last response per thread, so the provider can read Retry-After
     (the SDK's exception does not carry headers). Logs only method and path, never bodies.
+
+    Without a proxy in the environment, a request with auth and no redirects to follow (every
+    request the SDK makes for us) goes straight to the httpx transport: the request is built as
+    ``Client.request`` builds it (same URL, merged headers, form body, Basic auth, timeout), with
+    the rewritten URLs, merged headers and auth header kept from earlier requests, and without the
+    Client's cookie jar and INFO log line per request. Anything else goes through the Client.
     """
 
     def __init__(self, base_url: str = "https://api.twilio.com", *, timeout: float = 10.0) -> None:
         super().__init__(log, is_async=False, timeout=timeout)
         target = urlsplit(base_url.rstrip("/"))
         self._scheme, self._netloc, self._prefix = target.scheme, target.netloc, target.path
-        self._client = httpx.Client(
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
-            limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
-        )
+        options: dict[str, Any] = {"timeout": httpx.Timeout(timeout, connect=min(timeout, 5.0))}
+        limits = httpx.Limits(max_connections=32, max_keepalive_connections=16)
+        self._transport: httpx.HTTPTransport | None = None
+        if environment_names_a_proxy():
+            self._client = httpx.Client(limits=limits, **options)
+        else:
+            # The transport httpx.Client builds for itself when no proxy applies.
+            self._transport = httpx.HTTPTransport(limits=limits)
+            self._client = httpx.Client(transport=self._transport, **options)
+        self._extensions = {"timeout": self._client.timeout.as_dict()}
+        self._urls: dict[str, tuple[str, str]] = {}  # SDK uri -> (rewritten URL, its path)
+        self._parsed: dict[str, httpx.URL] = {}
+        self._headers: dict[tuple[tuple[str, str], ...], httpx.Headers] = {}
+        self._authorizations: dict[tuple[str, str], str] = {}
         self._local = threading.local()
 
     def rewrite(self, url: str) -> str:
@@ -175,6 +203,73 @@ class RedirectingHttpClient(HttpClient):  # type: ignore[misc]  # the SDK ships 
     def last_headers(self) -> Mapping[str, str]:
         headers: Mapping[str, str] = getattr(self._local, "headers", {})
         return headers
+
+    def _rewritten(self, uri: str) -> tuple[str, str]:
+        known = self._urls.get(uri)
+        if known is None:
+            if len(self._urls) >= _CACHE_LIMIT:
+                self._urls.clear()
+            url = self.rewrite(uri)
+            known = self._urls[uri] = (url, urlsplit(url).path)
+        return known
+
+    def _merged_headers(self, headers: dict[str, str] | None) -> httpx.Headers:
+        """The client's default headers updated with the SDK's, as ``Client`` merges them."""
+        key = tuple(headers.items()) if headers else ()
+        merged = self._headers.get(key)
+        if merged is None:
+            if len(self._headers) >= _CACHE_LIMIT:
+                self._headers.clear()
+            merged = httpx.Headers(self._client.headers)
+            merged.update(headers)
+            self._headers[key] = merged
+        return merged
+
+    def _authorization(self, auth: tuple[str, str]) -> str:
+        """The Authorization value httpx's Basic auth flow sets for ``auth``."""
+        value = self._authorizations.get(auth)
+        if value is None:
+            if len(self._authorizations) >= _CACHE_LIMIT:
+                self._authorizations.clear()
+            probe = httpx.Request("GET", "http://probe.invalid/")
+            next(httpx.BasicAuth(*auth).auth_flow(probe))
+            value = self._authorizations[auth] = probe.headers["Authorization"]
+        return value
+
+    def _send(
+        self,
+        transport: httpx.HTTPTransport,
+        method: str,
+        url: str,
+        params: dict[str, object] | None,
+        data: dict[str, object] | None,
+        headers: dict[str, str] | None,
+        auth: tuple[str, str],
+        timeout: float | None,
+    ) -> httpx.Response:
+        parsed = self._parsed.get(url)
+        if parsed is None:
+            if len(self._parsed) >= _CACHE_LIMIT:
+                self._parsed.clear()
+            parsed = self._parsed[url] = httpx.URL(url)
+        request = httpx.Request(
+            method,
+            parsed,
+            params=params,  # type: ignore[arg-type]
+            data=data,  # type: ignore[arg-type]
+            headers=self._merged_headers(headers),
+            extensions=(
+                self._extensions if timeout is None else {"timeout": httpx.Timeout(timeout).as_dict()}
+            ),
+        )
+        request.headers["Authorization"] = self._authorization(auth)
+        response = transport.handle_request(request)
+        try:
+            response.read()
+        except BaseException:
+            response.close()  # hands the connection back (or drops it), as Client.send does
+            raise
+        return response
 
     def request(
         self,
@@ -188,27 +283,35 @@ class RedirectingHttpClient(HttpClient):  # type: ignore[misc]  # the SDK ships 
         allow_redirects: bool = False,
     ) -> Response:
         self._local.headers = {}
-        url = self.rewrite(uri)
-        log.debug("twilio %s %s", method.upper(), urlsplit(url).path)
+        url, path = self._rewritten(uri)
+        log.debug("twilio %s %s", method.upper(), path)
         try:
-            response = self._client.request(
-                method.upper(),
-                url,
-                params=params,  # type: ignore[arg-type]
-                data=data,
-                headers=headers,
-                auth=auth,
-                timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
-                follow_redirects=allow_redirects,
-            )
+            if self._transport is not None and auth is not None and not allow_redirects:
+                response = self._send(
+                    self._transport, method.upper(), url, params, data, headers, auth, timeout
+                )
+            else:
+                response = self._client.request(
+                    method.upper(),
+                    url,
+                    params=params,  # type: ignore[arg-type]
+                    data=data,
+                    headers=headers,
+                    auth=auth,
+                    timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+                    follow_redirects=allow_redirects,
+                )
         except (httpx.ReadTimeout, httpx.WriteTimeout) as exc:
             raise _Transport("maybe-delivered", type(exc).__name__) from None
         except httpx.TimeoutException as exc:
             raise _Transport("timeout", type(exc).__name__) from None
         except httpx.HTTPError as exc:
             raise _Transport("connection", type(exc).__name__) from None
-        self._local.headers = dict(response.headers)
-        return Response(response.status_code, response.text, response.headers)
+        # One pass over the headers (what dict(response.headers) gives, lower-cased names and
+        # repeated ones joined), shared by Retry-After and the SDK, which copies them again.
+        received = dict(response.headers.items())
+        self._local.headers = received
+        return Response(response.status_code, response.text, received)
 
     def close(self) -> None:
         self._client.close()
