@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 from conftest import make_sms
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from workers.errors import ConfigurationError, GiveUp, ProviderMisconfigured, RetryLater
 from workers.providers.twilio import (
@@ -45,6 +47,42 @@ from workers.testing.twilio_server import TwilioServer
 )
 def test_segments(body: str, expected: Segments) -> None:
     assert segments(body) == expected
+
+
+def _reference_segments(body: str) -> Segments:
+    """Segments counted one character at a time, as a plain reading of the rules."""
+
+    def pack(costs: list[int], single: int, multi: int) -> int:
+        if sum(costs) <= single:
+            return 1
+        count, used = 1, 0
+        for cost in costs:
+            if used + cost > multi:
+                count, used = count + 1, 0
+            used += cost
+        return count
+
+    if all(ch in GSM7_BASIC or ch in GSM7_EXTENSION for ch in body):
+        return Segments(pack([2 if ch in GSM7_EXTENSION else 1 for ch in body], 160, 153), "GSM-7")
+    return Segments(pack([2 if ord(ch) > 0xFFFF else 1 for ch in body], 70, 67), "UCS-2")
+
+
+# Long runs of few kinds of character, so bodies cross the segment boundaries often.
+_CHARACTERS = st.sampled_from(["a", " ", "€", "{", "ü", "ú", "😀", "\ud800", "\n"])
+
+
+@settings(max_examples=400, deadline=None, database=None)
+@given(
+    body=st.one_of(
+        st.text(_CHARACTERS, max_size=400),
+        st.lists(st.tuples(_CHARACTERS, st.integers(0, 200)), max_size=4).map(
+            lambda runs: "".join(ch * n for ch, n in runs)
+        ),
+        st.text(max_size=200),
+    )
+)
+def test_segments_agree_with_counting_each_character(body: str) -> None:
+    assert segments(body) == _reference_segments(body)
 
 
 def test_gsm_tables_have_the_standard_sizes() -> None:

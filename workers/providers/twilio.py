@@ -39,6 +39,7 @@ GSM7_BASIC = frozenset(
 )
 # The extension table: each of these costs two septets (escape + character).
 GSM7_EXTENSION = frozenset("\f^{}\\[~]|€")
+GSM7 = GSM7_BASIC | GSM7_EXTENSION
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,12 +60,24 @@ def _pack(units: list[int], single: int, multi: int) -> int:
     return count
 
 
+def _even(length: int, single: int, multi: int) -> int:
+    """``_pack`` when every character costs one unit: none can straddle a boundary, so divide."""
+    return 1 if length <= single else -(-length // multi)
+
+
 def segments(body: str) -> Segments:
     """How many SMS segments ``body`` takes: GSM-7 160/153 septets, else UCS-2 70/67 code units."""
-    if all(ch in GSM7_BASIC or ch in GSM7_EXTENSION for ch in body):
+    # The set operations run in C; the per-character costs are only needed when some character
+    # costs two units (an extension character, a surrogate pair), which most bodies have none of.
+    if GSM7.issuperset(body):
+        if GSM7_EXTENSION.isdisjoint(body):
+            return Segments(_even(len(body), 160, 153), "GSM-7")
         costs = [2 if ch in GSM7_EXTENSION else 1 for ch in body]
         return Segments(_pack(costs, 160, 153), "GSM-7")
     # UCS-2 on the wire is UTF-16: characters outside the BMP take a surrogate pair (2 units).
+    # (surrogatepass: a lone surrogate counts as the one unit it is, and does not raise here.)
+    if len(body.encode("utf-16-le", "surrogatepass")) // 2 == len(body):
+        return Segments(_even(len(body), 70, 67), "UCS-2")
     costs = [2 if ord(ch) > 0xFFFF else 1 for ch in body]
     return Segments(_pack(costs, 70, 67), "UCS-2")
 
