@@ -14,8 +14,8 @@ from conftest import CLIENT_TIMEOUT, make_email, make_sms
 from workers.errors import ProviderMisconfigured
 from workers.messages import StoredTemplate
 from workers.providers.mandrill import MandrillProvider
-from workers.providers.twilio import TwilioProvider
-from workers.testing.http_base import Received
+from workers.providers.twilio import RedirectingHttpClient, TwilioProvider
+from workers.testing.http_base import LocalHttpServer, Received, Reply, Request
 from workers.testing.mandrill_server import MandrillServer
 from workers.testing.twilio_server import TwilioError, TwilioServer
 
@@ -165,3 +165,28 @@ def test_twilio_goes_through_a_proxy_named_in_the_environment(monkeypatch: pytes
         [forwarded] = proxy.received
         assert forwarded.path == f"{target.base_url}/2010-04-01/Accounts/{target.account_sid}/Messages.json"
         assert target.received == []
+
+
+class _Latin1Server(LocalHttpServer):
+    """Answers every request with a Latin-1 body that says so in its Content-Type."""
+
+    def handle(self, request: Request, fault: object) -> tuple[Reply, bool]:
+        body = '{"sid": "SMé"}'.encode("latin-1")
+        return Reply(201, body, {"Content-Type": "application/json; charset=latin-1"}), True
+
+    def error_reply(self, status: int, retry_after: float | None) -> Reply:
+        return Reply(status)
+
+
+def test_twilio_replies_are_decoded_with_their_charset_every_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    no_proxy(monkeypatch)
+    with _Latin1Server() as server:
+        client = RedirectingHttpClient(server.root_url, timeout=CLIENT_TIMEOUT)
+        try:
+            texts = [
+                client.request("POST", "https://api.twilio.com/x.json", data={"a": "b"}, auth=("u", "p")).text
+                for _ in range(2)  # the second reply reuses the charset found for the first
+            ]
+        finally:
+            client.close()
+    assert texts == ['{"sid": "SMé"}', '{"sid": "SMé"}']

@@ -205,6 +205,7 @@ class RedirectingHttpClient(HttpClient):  # type: ignore[misc]  # the SDK ships 
         self._parsed: dict[str, httpx.URL] = {}
         self._headers: dict[tuple[tuple[str, str], ...], httpx.Headers] = {}
         self._authorizations: dict[tuple[str, str], str] = {}
+        self._encodings: dict[str | None, str | None] = {}
         self._local = threading.local()
 
     def rewrite(self, url: str) -> str:
@@ -324,7 +325,19 @@ class RedirectingHttpClient(HttpClient):  # type: ignore[misc]  # the SDK ships 
         # repeated ones joined), shared by Retry-After and the SDK, which copies them again.
         received = dict(response.headers.items())
         self._local.headers = received
-        return Response(response.status_code, response.text, received)
+        return Response(response.status_code, self._text(response, received.get("content-type")), received)
+
+    def _text(self, response: httpx.Response, content_type: str | None) -> str:
+        """``response.text``, with the charset httpx chose for this Content-Type before reused
+        (it depends on nothing else here) instead of parsing the same header on every reply."""
+        encoding = self._encodings.get(content_type)
+        if encoding is None:
+            if len(self._encodings) >= _CACHE_LIMIT:
+                self._encodings.clear()
+            self._encodings[content_type] = response.encoding
+        else:
+            response.encoding = encoding
+        return response.text
 
     def close(self) -> None:
         self._client.close()
