@@ -190,3 +190,22 @@ def test_twilio_replies_are_decoded_with_their_charset_every_time(monkeypatch: p
         finally:
             client.close()
     assert texts == ['{"sid": "SMé"}', '{"sid": "SMé"}']
+
+
+def test_a_closed_provider_refuses_to_send_as_httpx_does(
+    monkeypatch: pytest.MonkeyPatch, mandrill_server: MandrillServer, twilio_server: TwilioServer
+) -> None:
+    no_proxy(monkeypatch)
+    mandrill = MandrillProvider("test-key", base_url=mandrill_server.api_url)
+    twilio = TwilioProvider(
+        twilio_server.account_sid, twilio_server.auth_token, base_url=twilio_server.base_url
+    )
+    mandrill.send_email(make_email())
+    twilio.send_sms(make_sms())
+    mandrill.close()
+    twilio.close()
+    with pytest.raises(RuntimeError, match="client has been closed"):
+        mandrill.send_email(make_email())
+    with pytest.raises(RuntimeError, match="client has been closed"):
+        twilio.send_sms(make_sms())
+    assert len(mandrill_server.received) == len(twilio_server.received) == 1

@@ -302,7 +302,8 @@ class MandrillProvider:
     def send_email(self, message: EmailMessage) -> Receipt:
         path, body = build_send_request(message, self._api_key)
         try:
-            if self._transport is None:
+            # A closed client refuses to send (RuntimeError): the Client path says so as before.
+            if self._transport is None or self._client.is_closed:
                 response = self._client.post(self._base_url + path, json=body)
             else:
                 response = self._post(self._transport, path, JSON_ENCODER.encode(body).encode("utf-8"))

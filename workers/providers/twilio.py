@@ -300,7 +300,13 @@ class RedirectingHttpClient(HttpClient):  # type: ignore[misc]  # the SDK ships 
         url, path = self._rewritten(uri)
         log.debug("twilio %s %s", method.upper(), path)
         try:
-            if self._transport is not None and auth is not None and not allow_redirects:
+            # A closed client refuses to send (RuntimeError): the Client path says so as before.
+            if (
+                self._transport is not None
+                and auth is not None
+                and not allow_redirects
+                and not self._client.is_closed
+            ):
                 response = self._send(
                     self._transport, method.upper(), url, params, data, headers, auth, timeout
                 )
