@@ -219,7 +219,7 @@ def parse_send_response(status_code: int, headers: Mapping[str, str], body: byte
     _raise(Rule(RETRY, f"unknown recipient status {status!r}"), "", code=status or "bad-reply")
 
 
-def environment_names_a_proxy() -> bool:
+def _environment_names_a_proxy() -> bool:
     """Whether HTTP_PROXY, HTTPS_PROXY or ALL_PROXY is set: httpx.Client then routes through it."""
     proxies = getproxies()
     return any(proxies.get(scheme) for scheme in ("http", "https", "all"))
@@ -231,8 +231,9 @@ class MandrillProvider:
     Without a proxy in the environment (and without a caller's client or credentials in the URL)
     each send goes straight to the httpx transport with a request whose URL and headers were built
     once: the same bytes ``Client.post(json=...)`` would send, without the Client's per-request work
-    (URL and header merging, auth and redirect flows, cookie jar, an INFO log line per request).
-    Otherwise ``Client.post`` does it all, as it always did.
+    (URL and header merging, auth and redirect flows, an INFO log line per request, and the cookie
+    jar: the key in the body authenticates every request, so cookies a server sets are not sent
+    back). Otherwise ``Client.post`` does it all, as it always did.
     """
 
     name = NAME
@@ -257,7 +258,7 @@ class MandrillProvider:
             }
             limits = httpx.Limits(max_connections=32, max_keepalive_connections=16)
             # Credentials in the URL become Basic auth in the Client: leave those to it as well.
-            if environment_names_a_proxy() or "@" in base_url:
+            if _environment_names_a_proxy() or "@" in base_url:
                 client = httpx.Client(limits=limits, **options)
             else:
                 # The transport httpx.Client builds for itself when no proxy applies.

@@ -163,7 +163,7 @@ class _Transport(TwilioException):  # type: ignore[misc]  # the SDK ships no typ
         super().__init__(f"{kind}: {name}")
 
 
-def environment_names_a_proxy() -> bool:
+def _environment_names_a_proxy() -> bool:
     """Whether HTTP_PROXY, HTTPS_PROXY or ALL_PROXY is set: httpx.Client then routes through it."""
     proxies = getproxies()
     return any(proxies.get(scheme) for scheme in ("http", "https", "all"))
@@ -184,7 +184,8 @@ class RedirectingHttpClient(HttpClient):  # type: ignore[misc]  # the SDK ships 
     request the SDK makes for us) goes straight to the httpx transport: the request is built as
     ``Client.request`` builds it (same URL, merged headers, form body, Basic auth, timeout), with
     the rewritten URLs, merged headers and auth header kept from earlier requests, and without the
-    Client's cookie jar and INFO log line per request. Anything else goes through the Client.
+    Client's INFO log line per request and its cookie jar (Basic auth authenticates every request,
+    so cookies a server sets are not sent back). Anything else goes through the Client.
     """
 
     def __init__(self, base_url: str = "https://api.twilio.com", *, timeout: float = 10.0) -> None:
@@ -194,7 +195,7 @@ class RedirectingHttpClient(HttpClient):  # type: ignore[misc]  # the SDK ships 
         options: dict[str, Any] = {"timeout": httpx.Timeout(timeout, connect=min(timeout, 5.0))}
         limits = httpx.Limits(max_connections=32, max_keepalive_connections=16)
         self._transport: httpx.HTTPTransport | None = None
-        if environment_names_a_proxy():
+        if _environment_names_a_proxy():
             self._client = httpx.Client(limits=limits, **options)
         else:
             # The transport httpx.Client builds for itself when no proxy applies.
