@@ -145,7 +145,8 @@ def profiled(label: str, count: int, send: Callable[[int], object], top: int = 2
     profile.disable()
     out = io.StringIO()
     pstats.Stats(profile, stream=out).sort_stats("tottime").print_stats(top)
-    print(f"--- cProfile of {count} {label} sends (own time, server threads not included) ---")
+    print(f"--- cProfile of {count} {label} sends: own wall time of this thread (socket calls include")
+    print("    waiting for the in-process server, which is not profiled) ---")
     print(out.getvalue())
 
 

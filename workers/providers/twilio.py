@@ -271,7 +271,7 @@ class RedirectingHttpClient(HttpClient):  # type: ignore[misc]  # the SDK ships 
             method,
             parsed,
             params=params,  # type: ignore[arg-type]
-            data=data,  # type: ignore[arg-type]
+            data=data,
             headers=self._merged_headers(headers),
             extensions=(
                 self._extensions if timeout is None else {"timeout": httpx.Timeout(timeout).as_dict()}
