@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -141,6 +141,12 @@ def _json_value(value: object) -> str:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
+def _status_in(statuses: Collection[Status]) -> Any:
+    """``status IN (...)`` for a fixed set, as plain comparisons: SQLAlchemy renders ``in_()`` of a
+    list as an "expanding" parameter, rewriting the SQL text on every execution of a cached statement."""
+    return or_(*(Notification.status == status.value for status in sorted(statuses)))
+
+
 def _param(name: str, column: Any) -> Any:
     """A named bind parameter typed like ``column`` (so UTC timestamps and JSON convert as usual)."""
     return bindparam(name, type_=column.type)
@@ -191,7 +197,7 @@ class Ledger:
             update(n)
             .where(
                 n.id == _param("b_id", n.id),
-                n.status.in_([s.value for s in sorted(states.CLAIMABLE)]),
+                _status_in(states.CLAIMABLE),
             )
             .values(
                 status=Status.SENDING.value,
@@ -254,7 +260,7 @@ class Ledger:
                 .where(
                     n.id == _param("b_id", n.id),
                     n.claim_token == _param("b_token", n.claim_token),
-                    n.status.in_([s.value for s in sorted(origins)]),
+                    _status_in(origins),
                 )
                 .values(
                     status=target.value,
