@@ -25,7 +25,6 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
-from urllib.request import getproxies
 
 import httpx
 
@@ -38,6 +37,7 @@ from workers.errors import (
     RetryLater,
 )
 from workers.messages import EmailMessage, Receipt
+from workers.providers.direct import environment_names_a_proxy
 from workers.providers.mime import extra_headers
 from workers.providers.redact import redact
 
@@ -219,12 +219,6 @@ def parse_send_response(status_code: int, headers: Mapping[str, str], body: byte
     _raise(Rule(RETRY, f"unknown recipient status {status!r}"), "", code=status or "bad-reply")
 
 
-def _environment_names_a_proxy() -> bool:
-    """Whether HTTP_PROXY, HTTPS_PROXY or ALL_PROXY is set: httpx.Client then routes through it."""
-    proxies = getproxies()
-    return any(proxies.get(scheme) for scheme in ("http", "https", "all"))
-
-
 class MandrillProvider:
     """Sends email through the Mandrill JSON API; one instance per process keeps its connections alive.
 
@@ -258,7 +252,7 @@ class MandrillProvider:
             }
             limits = httpx.Limits(max_connections=32, max_keepalive_connections=16)
             # Credentials in the URL become Basic auth in the Client: leave those to it as well.
-            if _environment_names_a_proxy() or "@" in base_url:
+            if environment_names_a_proxy() or "@" in base_url:
                 client = httpx.Client(limits=limits, **options)
             else:
                 # The transport httpx.Client builds for itself when no proxy applies.

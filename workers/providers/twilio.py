@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
 from urllib.parse import urlsplit, urlunsplit
-from urllib.request import getproxies
 
 import httpx
 from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
@@ -23,6 +22,7 @@ from twilio.rest import Client
 
 from workers.errors import ConfigurationError, GiveUp, MaybeDelivered, ProviderMisconfigured, RetryLater
 from workers.messages import Receipt, SmsMessage
+from workers.providers.direct import environment_names_a_proxy
 from workers.providers.redact import redact
 
 NAME = "twilio"
@@ -163,12 +163,6 @@ class _Transport(TwilioException):  # type: ignore[misc]  # the SDK ships no typ
         super().__init__(f"{kind}: {name}")
 
 
-def _environment_names_a_proxy() -> bool:
-    """Whether HTTP_PROXY, HTTPS_PROXY or ALL_PROXY is set: httpx.Client then routes through it."""
-    proxies = getproxies()
-    return any(proxies.get(scheme) for scheme in ("http", "https", "all"))
-
-
 # The SDK sends a handful of distinct header sets and one auth pair; the caches below stay tiny,
 # and are emptied past this size rather than grow with something unexpected.
 _CACHE_LIMIT = 64
@@ -195,7 +189,7 @@ class RedirectingHttpClient(HttpClient):  # type: ignore[misc]  # the SDK ships 
         options: dict[str, Any] = {"timeout": httpx.Timeout(timeout, connect=min(timeout, 5.0))}
         limits = httpx.Limits(max_connections=32, max_keepalive_connections=16)
         self._transport: httpx.HTTPTransport | None = None
-        if _environment_names_a_proxy():
+        if environment_names_a_proxy():
             self._client = httpx.Client(limits=limits, **options)
         else:
             # The transport httpx.Client builds for itself when no proxy applies.
