@@ -59,7 +59,8 @@ class Settings(BaseSettings):
     auto_migrate: bool = True
     task_sent_events: bool = False  # Flower also shows tasks still waiting in the queue
     worker_pool: str = "threads"
-    worker_concurrency: int = Field(default=8, ge=1, le=1000)
+    # Sends wait on providers (100-300 ms): bench/io_bound.py picks 32-64 threads on two cores.
+    worker_concurrency: int = Field(default=32, ge=1, le=1000)
 
     sweep_interval: float = Field(default=30.0, gt=0)
     sweep_enabled: bool = True
