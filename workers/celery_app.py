@@ -162,6 +162,9 @@ class ThreadedBeat(bootsteps.StartStopStep):
 
     label = "Beat"
     conditional = True
+    # Started once the pool exists: a prefork pool then forks its first children before the
+    # beat thread runs (a fork copies no threads, but would copy a lock one of them holds).
+    requires = ("celery.worker.components:Pool",)
 
     def __init__(self, parent: Any, sweeper_schedule: str | None = None, **kwargs: Any) -> None:
         self.enabled = bool(sweeper_schedule)
