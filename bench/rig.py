@@ -304,7 +304,7 @@ def notify_worker_argv(pool: str, concurrency: int) -> list[str]:
         return [
             sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker",
             f"--pool={pool}", f"--concurrency={concurrency}", "--loglevel=INFO",
-            "--task-events", "--without-mingle", "--without-gossip", f"--hostname={_node('notify')}",
+            "--without-mingle", "--without-gossip", f"--hostname={_node('notify')}",
         ]  # fmt: skip
     return [
         sys.executable, "-m", "workers", "worker", f"--pool={pool}", f"--concurrency={concurrency}",
@@ -319,16 +319,20 @@ def _node(kind: str) -> str:
 
 
 def noop_worker_argv(pool: str, concurrency: int) -> list[str]:
+    """The ceiling's worker; task events follow ``NOTIFY_TASK_EVENTS`` through the copied config."""
     return [
         sys.executable, "-m", "celery", "-A", "bench.noop_app", "worker",
         f"--pool={pool}", f"--concurrency={concurrency}", "--loglevel=INFO",
-        "--task-events", "--without-mingle", "--without-gossip", f"--hostname={_node('noop')}",
+        "--without-mingle", "--without-gossip", f"--hostname={_node('noop')}",
     ]  # fmt: skip
 
 
 def bench_env(folder: Path, *, broker: str, database_url: str, **extra: str) -> dict[str, str]:
     """The harness's isolated environment, with the production sweeper timings (the harness's
-    5-second ``stuck_after`` would re-enqueue a deep backlog while the benchmark builds it)."""
+    5-second ``stuck_after`` would re-enqueue a deep backlog while the benchmark builds it).
+
+    ``NOTIFY_TASK_EVENTS`` passes through from the benchmark's own environment, so both the worker
+    and the ceiling run with or without Celery's task events."""
     return isolated_env(
         folder,
         broker_url=BROKERS[broker],
@@ -336,8 +340,13 @@ def bench_env(folder: Path, *, broker: str, database_url: str, **extra: str) -> 
         NOTIFY_SWEEP_INTERVAL="30",
         NOTIFY_STUCK_AFTER="600",
         NOTIFY_LOG_LEVEL="INFO",
+        NOTIFY_TASK_EVENTS=task_events(),
         **extra,
     )
+
+
+def task_events() -> str:
+    return os.environ.get("NOTIFY_TASK_EVENTS", "1")
 
 
 def prepare_ledger(settings: Settings) -> None:
@@ -396,4 +405,5 @@ def percentile(sorted_values: Sequence[float], share: float) -> float:
 
 def describe_machine() -> str:
     load = os.getloadavg()
-    return f"{psutil.cpu_count()} cores, load average {load[0]:.2f} at start"
+    events = "on" if task_events().strip().lower() in {"1", "true", "yes", "on"} else "off"
+    return f"{psutil.cpu_count()} cores, load average {load[0]:.2f} at start, Celery task events {events}"

@@ -101,7 +101,7 @@ def create_app(settings: Settings) -> Celery:
         task_acks_on_failure_or_timeout=True,
         worker_prefetch_multiplier=1,
         # Flower needs these; our task arguments are ids, never personal data.
-        worker_send_task_events=True,
+        worker_send_task_events=settings.task_events,
         # "task-sent" lets Flower list a task before a worker takes it; it is one more message per
         # enqueue (about 0.18 ms of the worker's CPU per notification), so it is a choice.
         task_send_sent_event=settings.task_sent_events,

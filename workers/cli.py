@@ -74,7 +74,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace, extra: list[str]) -
         f"--pool={args.pool or settings.worker_pool}",
         f"--concurrency={args.concurrency or settings.worker_concurrency}",
         f"--loglevel={args.loglevel or settings.log_level}",
-        "--task-events",
+        *(["--task-events"] if settings.task_events else []),
         "--without-mingle",
         "--without-gossip",
     ]

@@ -57,6 +57,7 @@ class Settings(BaseSettings):
     mandrill_templates: Literal["local", "mandrill"] = "local"
 
     auto_migrate: bool = True
+    task_events: bool = True  # Celery task events, what Flower shows; off saves CPU per task
     task_sent_events: bool = False  # Flower also shows tasks still waiting in the queue
     worker_pool: str = "threads"
     # Sends wait on providers (100-300 ms): bench/io_bound.py picks 32-64 threads on two cores.
