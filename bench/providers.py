@@ -48,6 +48,7 @@ from workers.providers.base import EmailProvider, SmsProvider
 from workers.providers.mandrill import build_send_request
 from workers.providers.registry import build_email_provider, build_sms_provider
 from workers.settings import load_settings
+from workers.testing.http_base import LocalHttpServer
 from workers.testing.mandrill_server import MandrillServer
 from workers.testing.twilio_server import TwilioServer
 
@@ -168,19 +169,33 @@ def bench_mandrill(sends: int, rounds: int, profile: bool) -> tuple[Figure, Figu
         def bare(_: int) -> object:
             return client.post(url, json=body).content
 
-        for i in range(WARMUP):
-            ours(i)
-            bare(i)
-        provided, baseline = [], []
-        for _ in range(rounds):
-            server.reset()  # the server keeps every request; start each round with an empty record
-            baseline.append(clocked("mandrill baseline (bare httpx post)", sends, bare))
-            provided.append(clocked("mandrill provider", sends, ours))
-            assert len(server.accepted) == 2 * sends, "every bench send should have been accepted"
-        if profile:
-            profiled("mandrill", sends, ours)
+        figures = compare("mandrill", server, sends, rounds, profile, ours, bare)
         provider.close()
         client.close()
+    return figures
+
+
+def compare(
+    name: str,
+    server: LocalHttpServer,
+    sends: int,
+    rounds: int,
+    profile: bool,
+    ours: Callable[[int], object],
+    bare: Callable[[int], object],
+) -> tuple[Figure, Figure]:
+    """Warm both up, then clock ``rounds`` rounds of each; (ours, baseline) as medians."""
+    for i in range(WARMUP):
+        ours(i)
+        bare(i)
+    provided, baseline = [], []
+    for _ in range(rounds):
+        server.reset()  # the server keeps every request; start each round with an empty record
+        baseline.append(clocked(f"{name} baseline (bare httpx post)", sends, bare))
+        provided.append(clocked(f"{name} provider", sends, ours))
+        assert len(server.accepted) == 2 * sends, "every bench send should have been accepted"
+    if profile:
+        profiled(name, sends, ours)
     return median(provided), median(baseline)
 
 
@@ -205,20 +220,10 @@ def bench_twilio(sends: int, rounds: int, profile: bool) -> tuple[Figure, Figure
         def bare(_: int) -> object:
             return client.post(url, data=form).content
 
-        for i in range(WARMUP):
-            ours(i)
-            bare(i)
-        provided, baseline = [], []
-        for _ in range(rounds):
-            server.reset()
-            baseline.append(clocked("twilio baseline (bare httpx post)", sends, bare))
-            provided.append(clocked("twilio provider", sends, ours))
-            assert len(server.accepted) == 2 * sends, "every bench send should have been accepted"
-        if profile:
-            profiled("twilio", sends, ours)
+        figures = compare("twilio", server, sends, rounds, profile, ours, bare)
         provider.close()
         client.close()
-    return median(provided), median(baseline)
+    return figures
 
 
 def report(ours: Figure, baseline: Figure) -> None:

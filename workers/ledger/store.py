@@ -6,6 +6,7 @@ Every state change is a single compare-and-set UPDATE (``WHERE status IN (...)``
 
 from __future__ import annotations
 
+import functools
 import json
 import secrets
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -107,29 +108,15 @@ _CLAIM_COLUMNS = (
 )
 
 
-# The columns a new row is written with (``Ledger._row``); the rest keep their defaults.
-_ROW_COLUMNS = (
-    "id",
-    "channel",
-    "event_type",
-    "template",
-    "status",
-    "attempts",
-    "cycle_attempts_base",
-    "recipient",
-    "payload",
-    "meta",
-    "occurred_at",
-    "created_at",
-    "updated_at",
-    "cycle_started_at",
-)
-_PG_INSERT_BATCH = text(
-    f"INSERT INTO notifications ({', '.join(_ROW_COLUMNS)}) "
-    f"SELECT {', '.join(_ROW_COLUMNS)} "
-    "FROM json_populate_recordset(NULL::notifications, CAST(:rows AS json)) "
-    "ON CONFLICT (id) DO NOTHING RETURNING id"
-)
+@functools.lru_cache(maxsize=4)
+def _pg_insert_batch(columns: tuple[str, ...]) -> Any:
+    """INSERT of a JSON array of rows with these keys (``Ledger._row``); other columns keep defaults."""
+    names = ", ".join(columns)
+    return text(
+        f"INSERT INTO notifications ({names}) SELECT {names} "
+        "FROM json_populate_recordset(NULL::notifications, CAST(:rows AS json)) "
+        "ON CONFLICT (id) DO NOTHING RETURNING id"
+    )
 
 
 def _json_value(value: object) -> str:
@@ -229,7 +216,8 @@ class Ledger:
         return select(*(claimed.c[name] for name in _CLAIM_COLUMNS)).add_cte(started)
 
     @staticmethod
-    def _build_finish_attempt() -> Any:
+    def _build_finish_attempt(outcome: Any = None) -> Any:
+        """The attempt's outcome; ``outcome`` is an SQL expression for it, else the ``b_outcome`` value."""
         a = Attempt
         return (
             update(a)
@@ -241,7 +229,7 @@ class Ledger:
             )
             .values(
                 finished_at=_param("b_now", a.finished_at),
-                outcome=_param("b_outcome", a.outcome),
+                outcome=_param("b_outcome", a.outcome) if outcome is None else outcome,
                 provider=_param("b_provider", a.provider),
                 error_class=_param("b_error_class", a.error_class),
                 error_message=_param("b_error_message", a.error_message),
@@ -281,26 +269,10 @@ class Ledger:
         stmt = self._finish_one_trip.get(key)
         if stmt is None:
             moved = self._finish_stmt(target, origins, names).returning(Notification.id).cte("moved")
-            a = Attempt
-            outcome = _param("b_outcome", a.outcome)
-            noted = (
-                update(a)
-                .where(
-                    a.notification_id == _param("b_id", a.notification_id),
-                    a.claim_token == _param("b_token", a.claim_token),
-                    a.finished_at.is_(None),
-                )
-                .values(
-                    finished_at=_param("b_now", a.finished_at),
-                    outcome=case(
-                        (exists(select(moved.c.id)), outcome), else_=func.concat(outcome, literal(" (late)"))
-                    ),
-                    provider=_param("b_provider", a.provider),
-                    error_class=_param("b_error_class", a.error_class),
-                    error_message=_param("b_error_message", a.error_message),
-                )
-                .cte("noted")
-            )
+            outcome = _param("b_outcome", Attempt.outcome)
+            noted = self._build_finish_attempt(
+                case((exists(select(moved.c.id)), outcome), else_=func.concat(outcome, literal(" (late)")))
+            ).cte("noted")
             stmt = select(func.count()).select_from(moved).add_cte(noted)
             self._finish_one_trip[key] = stmt
         return stmt
@@ -339,8 +311,9 @@ class Ledger:
                 # The whole batch as one JSON parameter that PostgreSQL unpacks into rows: a small
                 # fixed statement (prepared once), where a multi-VALUES INSERT is a new long text
                 # with 16 parameters per row for the driver to rewrite on every batch.
-                batch = json.dumps(list(rows.values()), default=_json_value, ensure_ascii=False)
-                created = set(conn.execute(_PG_INSERT_BATCH, {"rows": batch}).scalars())
+                values = list(rows.values())
+                batch = json.dumps(values, default=_json_value, ensure_ascii=False)
+                created = set(conn.execute(_pg_insert_batch(tuple(values[0])), {"rows": batch}).scalars())
             else:
                 # A list of parameter sets with RETURNING: SQLAlchemy sends one multi-VALUES INSERT.
                 created = {row.id for row in conn.execute(self._insert_stmt, list(rows.values()))}

@@ -1,8 +1,10 @@
-"""When a provider may hand requests straight to httpx's transport instead of going through the Client."""
+"""The direct path: a built request handed straight to httpx's transport, and when it may be used."""
 
 from __future__ import annotations
 
 from urllib.request import getproxies
+
+import httpx
 
 
 def environment_names_a_proxy() -> bool:
@@ -10,3 +12,14 @@ def environment_names_a_proxy() -> bool:
     so the direct transport path (which knows no proxies) must not be used."""
     proxies = getproxies()
     return any(proxies.get(scheme) for scheme in ("http", "https", "all"))
+
+
+def send_direct(transport: httpx.BaseTransport, request: httpx.Request) -> httpx.Response:
+    """The reply to ``request``, read in full, as ``Client.send`` would return it."""
+    response = transport.handle_request(request)
+    try:
+        response.read()
+    except BaseException:
+        response.close()  # hands the connection back (or drops it), as Client.send does
+        raise
+    return response

@@ -37,7 +37,7 @@ from workers.errors import (
     RetryLater,
 )
 from workers.messages import EmailMessage, Receipt
-from workers.providers.direct import environment_names_a_proxy
+from workers.providers.direct import environment_names_a_proxy, send_direct
 from workers.providers.mime import extra_headers
 from workers.providers.redact import redact
 
@@ -286,13 +286,7 @@ class MandrillProvider:
             stream=httpx.ByteStream(body),
             extensions=self._extensions,
         )
-        response = transport.handle_request(request)
-        try:
-            response.read()
-        except BaseException:
-            response.close()  # hands the connection back (or drops it), as Client.send does
-            raise
-        return response
+        return send_direct(transport, request)
 
     def send_email(self, message: EmailMessage) -> Receipt:
         path, body = build_send_request(message, self._api_key)

@@ -22,7 +22,7 @@ from twilio.rest import Client
 
 from workers.errors import ConfigurationError, GiveUp, MaybeDelivered, ProviderMisconfigured, RetryLater
 from workers.messages import Receipt, SmsMessage
-from workers.providers.direct import environment_names_a_proxy
+from workers.providers.direct import environment_names_a_proxy, send_direct
 from workers.providers.redact import redact
 
 NAME = "twilio"
@@ -272,13 +272,7 @@ class RedirectingHttpClient(HttpClient):  # type: ignore[misc]  # the SDK ships 
             ),
         )
         request.headers["Authorization"] = self._authorization(auth)
-        response = transport.handle_request(request)
-        try:
-            response.read()
-        except BaseException:
-            response.close()  # hands the connection back (or drops it), as Client.send does
-            raise
-        return response
+        return send_direct(transport, request)
 
     def request(
         self,
