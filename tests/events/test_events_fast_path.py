@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from bench.workload import plan
+from tests.events.test_events_fuzz import paths
 from workers.errors import InvalidEvent, NotOurEvent
 from workers.events import ParsedEvent, parse_event, parse_event_dict, to_binary
 from workers.events.core_pb2 import VtEvent
@@ -124,17 +125,6 @@ JSON_VALUES = st.recursive(
     lambda children: st.lists(children, max_size=3) | st.dictionaries(KEYS, children, max_size=3),
     max_leaves=8,
 )
-
-
-def paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    found = [prefix] if prefix else []
-    if isinstance(value, dict):
-        for key, item in value.items():
-            found += paths(item, (*prefix, key))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            found += paths(item, (*prefix, index))
-    return found
 
 
 def at(doc: Any, path: tuple[Any, ...]) -> Any:
