@@ -150,11 +150,18 @@ def test_misconfiguration_waits_long_and_rate_limits_do_not_burn_attempts(ledger
     assert view is not None and view.attempts == 1
 
 
-def test_a_bug_in_our_code_is_retried_not_lost(ledger: Ledger) -> None:
-    dispatcher, _ = make(ledger, ScriptedProvider(ZeroDivisionError("oops")))
+def test_a_bug_in_our_code_fails_with_its_reason_and_is_not_retried_into_dead(ledger: Ledger) -> None:
+    # Issue 13.5: an exception that is no provider's answer is not "the provider is down".
+    provider = ScriptedProvider(UnicodeEncodeError("ascii", "x", 0, 1, "ordinal not in range(128)"))
+    dispatcher, _ = make(ledger, provider)
     event = parsed(sms())
     dispatcher.accept(event)
-    assert dispatcher.deliver(event.notification_id).status is Status.RETRYING
+    assert dispatcher.deliver(event.notification_id).status is Status.FAILED
+    view = get_notification(ledger.engine, event.notification_id)
+    assert view is not None and view.status == "failed" and view.attempts == 1
+    assert (view.error or "").startswith("UnicodeEncodeError:")
+    assert [a.outcome for a in view.history] == ["failed"]
+    assert provider.sent == []
 
 
 def test_mentions_are_rendered_with_an_unsubscribe_header(ledger: Ledger) -> None:

@@ -327,9 +327,12 @@ class Dispatcher:
             bound.warning("deliver.failed", provider=provider, error_class=type(exc).__name__, error=str(exc))
             outcome = Outcome(notification_id, Status.FAILED, provider)
         except Exception as exc:
-            # A bug of ours, not a provider's answer: retry within the budget, and say so.
+            # A bug of ours, not a provider's answer: the same code would fail the same way on every
+            # retry, and ending `dead` would say the provider was down. It fails, with the reason,
+            # for an operator to resend once the code is fixed.
             bound.exception("deliver.crashed", error_class=type(exc).__name__)
-            outcome = self._retry(claim, exc, bound)
+            self.ledger.record_failed(claim, exc, provider=None)
+            outcome = Outcome(notification_id, Status.FAILED, None)
         else:
             self.ledger.record_sent(claim, receipt)
             bound.info(

@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     outbox_dir: Path = Path("outbox")
     templates_dir: Path | None = None
     mandrill_templates: Literal["local", "mandrill"] = "local"
+    # The domain after the @ of each Message-ID we write (SMTP, outbox); empty: the sender's domain.
+    message_id_domain: str = Field(default="", pattern=r"^([A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+)?$")
 
     auto_migrate: bool = True
     task_events: bool = True  # Celery task events, what Flower shows; off saves CPU per task

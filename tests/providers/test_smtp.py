@@ -98,7 +98,7 @@ def test_threads_share_a_small_pool(smtp_server: SmtpServer) -> None:
     with ThreadPoolExecutor(max_workers=8) as pool:
         receipts = list(pool.map(lambda i: provider.send_email(make_email(i)), ids))
     provider.close()
-    assert [r.provider_message_id for r in receipts] == [f"<{i}@notify.local>" for i in ids]
+    assert [r.provider_message_id for r in receipts] == [f"<{i}@notify.example.com>" for i in ids]
     assert sorted(m.message["X-Notification-Id"] for m in smtp_server.received) == ids
     # With room to keep every sender's connection idle: at most one per concurrent sender.
     assert smtp_server.connections_opened <= 8

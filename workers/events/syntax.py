@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
+import idna
+
 # RFC 5321 limits: 64 octets of local part, 255 of domain, 254 for the whole forward path mailbox.
 MAX_LOCAL_OCTETS = 64
 MAX_DOMAIN_OCTETS = 253
@@ -31,9 +33,11 @@ def _ascii_domain(domain: str) -> str | None:
         if label.isascii():
             ascii_label = label
         else:
+            # IDNA 2008 with the UTS #46 mapping, as browsers and mail servers encode today (Python's
+            # own "idna" codec is IDNA 2003, which turns straße.de into a different domain).
             try:
-                ascii_label = label.encode("idna").decode("ascii")
-            except UnicodeError:
+                ascii_label = idna.encode(label, uts46=True).decode("ascii")
+            except (idna.IDNAError, UnicodeError):
                 return None
         if not _LDH_LABEL.fullmatch(ascii_label):
             return None
@@ -55,6 +59,19 @@ def is_email_address(value: str) -> bool:
     if ascii_domain is None:
         return False
     return len(local) + 1 + len(ascii_domain) <= MAX_ADDRESS_OCTETS
+
+
+def ascii_email_address(value: str) -> str:
+    """``value`` with its domain in ASCII (IDN labels as punycode), as every provider must send it.
+
+    The local part is left as it is: whether a non-ASCII one can be sent depends on the provider.
+    Raises ValueError when ``value`` has no local part or its domain is not a valid mail domain.
+    """
+    local, at, domain = value.rpartition("@")
+    ascii_domain = _ascii_domain(domain) if at and local else None
+    if ascii_domain is None:
+        raise ValueError("not an email address with a valid domain")
+    return f"{local}@{ascii_domain}"
 
 
 def is_e164(value: str) -> bool:

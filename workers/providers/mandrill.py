@@ -37,6 +37,7 @@ from workers.errors import (
     RetryLater,
 )
 from workers.messages import EmailMessage, Receipt
+from workers.providers.addresses import has_ascii_local_parts, with_ascii_domains
 from workers.providers.direct import environment_names_a_proxy, send_direct
 from workers.providers.mime import extra_headers
 from workers.providers.redact import redact
@@ -106,12 +107,57 @@ def _raise(rule: Rule, detail: str, *, code: str, retry_after: float | None = No
     raise GiveUp(message, provider=NAME, code=code)
 
 
-def _merge_vars(values: Mapping[str, Any]) -> list[dict[str, Any]]:
-    return [{"name": name, "content": content} for name, content in values.items()]
+MAILCHIMP = "mailchimp"
+
+
+def _mailchimp_content(value: Any) -> str | None:
+    """A merge var's ``content`` for ``merge_language=mailchimp``: a string, or None to leave it out.
+
+    The API types ``global_merge_vars[].content`` as a string, and merge tags print text only: a
+    list or an object means nothing to them, so those are left out (the templates read the
+    flattened ``mention_*`` fields and the pre-rendered ``mentions_html``/``mentions_text``). A
+    false or null value becomes "" so that ``*|IF:NAME|*`` is false, as it is when rendered here.
+    """
+    if isinstance(value, list | tuple | dict | Mapping):
+        return None
+    if value is None or value is False:
+        return ""
+    if value is True:
+        return "true"
+    # As the local renderer prints a number (JavaScript's String(value)): 3.0 is "3".
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _merge_vars(values: Mapping[str, Any], merge_language: str) -> list[dict[str, Any]]:
+    """``global_merge_vars``: strings only for mailchimp; for handlebars arrays and objects stay,
+    which Mandrill's Handlebars documentation allows (``{{#each}}`` over a list of objects)."""
+    if merge_language != MAILCHIMP:
+        return [{"name": name, "content": content} for name, content in values.items()]
+    merged: list[dict[str, Any]] = []
+    for name, value in values.items():
+        content = _mailchimp_content(value)
+        if content is not None:
+            merged.append({"name": name, "content": content})
+    return merged
 
 
 def build_send_request(message: EmailMessage, api_key: str) -> tuple[str, dict[str, Any]]:
-    """The API path (relative to the base URL) and JSON body that send ``message``."""
+    """The API path (relative to the base URL) and JSON body that send ``message``.
+
+    Addresses go with their IDN domains as punycode: the API's ``email`` fields take ASCII only.
+    A stored-template send carries no locally rendered ``html`` or ``text``: Mandrill renders the
+    template itself, and messages/send-template describes its message "without the html content".
+    Raises GiveUp for an address whose local part is not ASCII, which Mandrill cannot send.
+    """
+    message = with_ascii_domains(message, provider=NAME)
+    if not has_ascii_local_parts(message):
+        raise GiveUp(
+            "mandrill: an address has a non-ASCII local part, which Mandrill cannot send",
+            provider=NAME,
+            code="address",
+        )
     headers = extra_headers(message)
     if message.reply_to:
         headers["Reply-To"] = message.reply_to
@@ -127,15 +173,17 @@ def build_send_request(message: EmailMessage, api_key: str) -> tuple[str, dict[s
         body["from_name"] = message.from_name
     if message.tags:
         body["tags"] = list(message.tags)
-    if message.text is not None:
-        body["text"] = message.text
-    if message.html is not None:
-        body["html"] = message.html
     if message.template is None:
+        if message.text is not None:
+            body["text"] = message.text
+        if message.html is not None:
+            body["html"] = message.html
         return SEND_PATH, {"key": api_key, "message": body, "async": False}
     body["merge"] = True
     body["merge_language"] = message.template.merge_language
-    body["global_merge_vars"] = _merge_vars(message.template.global_merge_vars)
+    body["global_merge_vars"] = _merge_vars(
+        message.template.global_merge_vars, message.template.merge_language
+    )
     return SEND_TEMPLATE_PATH, {
         "key": api_key,
         "template_name": message.template.name,

@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 from workers.messages import EmailMessage, Receipt, SmsMessage
+from workers.providers.addresses import with_ascii_domains
 from workers.providers.mime import build_mime
 
 
@@ -29,12 +30,15 @@ class OutboxProvider:
 
     name = "outbox"
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, message_id_domain: str = "") -> None:
         self.directory = Path(directory)
+        self._domain = message_id_domain  # empty: the sender's domain
 
     def send_email(self, message: EmailMessage) -> Receipt:
         path = self.directory / "email" / f"{message.notification_id}.eml"
-        _write_atomically(path, build_mime(message).as_bytes())
+        # An encoded word is no way to write an IDN domain in To (RFC 2047 section 5): punycode is.
+        message = with_ascii_domains(message, provider=self.name)
+        _write_atomically(path, build_mime(message, domain=self._domain).as_bytes())
         return Receipt(provider=self.name, provider_message_id=str(path))
 
     def send_sms(self, message: SmsMessage) -> Receipt:

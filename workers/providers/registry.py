@@ -41,7 +41,7 @@ def build_sms_provider(settings: Settings, *, limiter: Limiter | None = None) ->
 
 def _email(name: str, settings: Settings) -> EmailProvider:
     if name == "outbox":
-        return OutboxProvider(settings.outbox_dir)
+        return OutboxProvider(settings.outbox_dir, message_id_domain=settings.message_id_domain)
     if name == "mandrill":
         return MandrillProvider(
             settings.mandrill_api_key,
@@ -57,6 +57,7 @@ def _email(name: str, settings: Settings) -> EmailProvider:
             starttls=settings.smtp_starttls,
             implicit_tls=settings.smtp_ssl,
             timeout=settings.smtp_timeout,
+            message_id_domain=settings.message_id_domain,
         )
     raise ValueError(f"unknown email provider {name!r}")  # settings validation makes this unreachable
 

@@ -7,6 +7,12 @@ the server has dropped in the meantime is replaced once, transparently.
 Reply codes (RFC 5321 section 4.2.1): 4yz is a transient negative completion (retry later), 5yz a
 permanent one (give up); 530 "authentication required" and 535 "authentication credentials invalid"
 (RFC 4954 section 6) mean our settings are wrong.
+
+What goes on the wire depends on what the server offers in its EHLO reply: with 8BITMIME (RFC 6152)
+bodies go as 8-bit and MAIL FROM says ``BODY=8BITMIME``; without it every body part gets a 7-bit
+transfer encoding (quoted-printable or base64). IDN domains travel as punycode. A non-ASCII local
+part (intake refuses them, so only a direct caller can bring one) needs SMTPUTF8 (RFC 6531); a
+server without it gets no attempt, and the message fails with that reason.
 """
 
 from __future__ import annotations
@@ -15,11 +21,12 @@ import logging
 import smtplib
 import ssl
 import threading
-from email.policy import SMTP as SMTP_POLICY
+from dataclasses import dataclass
 from typing import NoReturn
 
 from workers.errors import GiveUp, MaybeDelivered, ProviderMisconfigured, RetryLater
 from workers.messages import EmailMessage, Receipt
+from workers.providers.addresses import has_ascii_local_parts, with_ascii_domains
 from workers.providers.mime import build_mime
 from workers.providers.redact import redact
 
@@ -47,6 +54,15 @@ class _Dropped(Exception):
     """The server closed a connection mid-exchange."""
 
 
+@dataclass(frozen=True, slots=True)
+class _Envelope:
+    """One message serialised for one server's extensions: the DATA bytes and the MAIL FROM options."""
+
+    payload: bytes
+    mail_options: tuple[str, ...]
+    message_id: str | None
+
+
 class SmtpProvider:
     """Sends email over SMTP; ``max_idle`` connections are kept open between sends."""
 
@@ -64,7 +80,7 @@ class SmtpProvider:
         timeout: float = 10.0,
         ssl_context: ssl.SSLContext | None = None,
         local_hostname: str | None = None,
-        message_id_domain: str = "notify.local",
+        message_id_domain: str = "",
         max_idle: int = 4,
     ) -> None:
         self._host = host
@@ -162,18 +178,11 @@ class SmtpProvider:
                 provider=NAME,
                 code="stored-template",
             )
-        try:
-            mime = build_mime(message, domain=self._domain)
-            # CRLF line ends: smtplib fixes bare LFs in str messages but sends bytes verbatim, and a
-            # server reads an LF-only message as one over-long line.
-            payload = mime.as_bytes(policy=SMTP_POLICY)
-        except (ValueError, TypeError) as exc:
-            raise GiveUp(
-                f"smtp: message cannot be encoded ({redact(str(exc))})", provider=NAME, code="encoding"
-            ) from None
+        message = with_ascii_domains(message, provider=NAME)
         conn, reused = self._take()
         try:
-            self._exchange(conn, message, payload)
+            envelope = self._envelope(conn, message)
+            self._exchange(conn, message, envelope)
         except _Dropped:
             _quietly_close(conn)
             if not reused:
@@ -184,7 +193,8 @@ class SmtpProvider:
             log.info("smtp connection was dropped by the server; reconnecting once")
             conn = self._open()
             try:
-                self._exchange(conn, message, payload)
+                envelope = self._envelope(conn, message)
+                self._exchange(conn, message, envelope)
             except _Dropped:
                 _quietly_close(conn)
                 raise RetryLater(
@@ -197,14 +207,46 @@ class SmtpProvider:
             _quietly_close(conn)
             raise
         self._give_back(conn)
-        message_id = mime["Message-ID"]
         log.debug("smtp accepted notification %s", message.notification_id)
-        return Receipt(provider=NAME, provider_message_id=str(message_id) if message_id else None)
+        return Receipt(provider=NAME, provider_message_id=envelope.message_id)
 
-    def _exchange(self, conn: smtplib.SMTP, message: EmailMessage, payload: bytes) -> None:
+    def _envelope(self, conn: smtplib.SMTP, message: EmailMessage) -> _Envelope:
+        """``message`` as this server can take it (see the module docstring); GiveUp if it cannot."""
+        utf8 = not has_ascii_local_parts(message)
+        if utf8 and not conn.has_extn("smtputf8"):
+            raise GiveUp(
+                "smtp: an address has a non-ASCII local part and the server does not offer SMTPUTF8",
+                provider=NAME,
+                code="smtputf8",
+            )
+        # RFC 6531 section 3.1: a server offering SMTPUTF8 takes 8-bit bodies as well.
+        eight_bit = utf8 or conn.has_extn("8bitmime")
+        options: list[str] = []
+        if eight_bit:
+            options.append("BODY=8BITMIME")
+        if utf8:
+            options.append("SMTPUTF8")
+        try:
+            mime = build_mime(message, domain=self._domain, eight_bit=eight_bit, utf8=utf8)
+            # CRLF line ends: smtplib fixes bare LFs in str messages but sends bytes verbatim, and a
+            # server reads an LF-only message as one over-long line.
+            payload = mime.as_bytes(policy=mime.policy.clone(linesep="\r\n"))
+        except (ValueError, TypeError) as exc:
+            raise GiveUp(
+                f"smtp: message cannot be encoded ({redact(str(exc))})", provider=NAME, code="encoding"
+            ) from None
+        message_id = mime["Message-ID"]
+        return _Envelope(payload, tuple(options), str(message_id) if message_id else None)
+
+    def _exchange(self, conn: smtplib.SMTP, message: EmailMessage, envelope: _Envelope) -> None:
         """One MAIL/RCPT/DATA transaction, its failures mapped onto our errors (or ``_Dropped``)."""
         try:
-            conn.sendmail(message.from_address, [message.to_address], payload)
+            conn.sendmail(
+                message.from_address,
+                [message.to_address],
+                envelope.payload,
+                mail_options=list(envelope.mail_options),
+            )
         except smtplib.SMTPServerDisconnected as exc:
             # smtplib reports a read timeout as a disconnect; a slow server may still deliver, so a
             # timeout is never resent on a new connection here, unlike a real drop.

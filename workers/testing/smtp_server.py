@@ -7,6 +7,11 @@ Faults apply to the next transactions in order: ``Reply(stage, code, text)`` ans
 DATA with that code; ``DropAt(stage)`` closes the connection at that stage; ``Stall(seconds)``
 delays the DATA reply. ``set_failure_rate`` answers a seeded share of DATA commands with 451 or
 stalls them. ``drop_idle_connections`` closes every open session, as servers do to idle clients.
+
+It is strict where real servers differ: ``eight_bit_mime=False`` leaves 8BITMIME out of the EHLO
+reply, and ``smtputf8=True`` offers SMTPUTF8. DATA holding 8-bit bytes is refused (554) unless MAIL
+FROM declared ``BODY=8BITMIME`` on a server offering it (RFC 6152 section 3); a non-ASCII address
+is refused unless MAIL FROM declared ``SMTPUTF8`` on a server offering it (RFC 6531 section 3.4).
 """
 
 from __future__ import annotations
@@ -57,6 +62,7 @@ class ReceivedMail:
     mail_from: str
     rcpt_tos: tuple[str, ...]
     data: bytes
+    mail_options: tuple[str, ...] = ()
 
     @property
     def message(self) -> MimeMessage:
@@ -74,6 +80,8 @@ class _Handler:
     ) -> list[str]:
         session.host_name = hostname
         self.owner._seen(server)
+        if not self.owner.eight_bit_mime:
+            responses = [line for line in responses if line[4:].upper() != "8BITMIME"]
         return responses
 
     async def _fault(self, server: SMTP, stage: str) -> str | None:
@@ -95,6 +103,11 @@ class _Handler:
         refused = await self._fault(server, "MAIL")
         if refused:
             return refused
+        options = {option.upper() for option in mail_options}
+        if "BODY=8BITMIME" in options and not self.owner.eight_bit_mime:
+            return "555 5.5.4 BODY=8BITMIME is not offered here"
+        if not address.isascii() and "SMTPUTF8" not in options:
+            return "553 5.6.7 a non-ASCII address needs SMTPUTF8"
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return "250 OK"
@@ -105,6 +118,8 @@ class _Handler:
         refused = await self._fault(server, "RCPT")
         if refused:
             return refused
+        if not address.isascii() and "SMTPUTF8" not in {o.upper() for o in envelope.mail_options}:
+            return "553 5.6.7 a non-ASCII address needs SMTPUTF8"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
@@ -113,7 +128,14 @@ class _Handler:
         if refused:
             return refused
         content = envelope.original_content or b""
-        self.owner._record(ReceivedMail(str(envelope.mail_from), tuple(envelope.rcpt_tos), content))
+        declared = {option.upper() for option in envelope.mail_options}
+        if not content.isascii() and "BODY=8BITMIME" not in declared:
+            return "554 5.6.1 8-bit data without BODY=8BITMIME"
+        self.owner._record(
+            ReceivedMail(
+                str(envelope.mail_from), tuple(envelope.rcpt_tos), content, tuple(envelope.mail_options)
+            )
+        )
         return "250 Message accepted for delivery"
 
 
@@ -136,8 +158,12 @@ class SmtpServer:
         password: str | None = None,
         starttls_context: ssl.SSLContext | None = None,
         implicit_tls_context: ssl.SSLContext | None = None,
+        eight_bit_mime: bool = True,
+        smtputf8: bool = False,
     ) -> None:
         self.host = host
+        self.eight_bit_mime = eight_bit_mime
+        self.smtputf8 = smtputf8
         self.port = port
         self._username = username
         self._password = password
@@ -167,7 +193,7 @@ class SmtpServer:
     def start(self) -> SmtpServer:
         if not self.port:
             self.port = _free_port(self.host)
-        kwargs: dict[str, Any] = {"hostname": self.host, "port": self.port}
+        kwargs: dict[str, Any] = {"hostname": self.host, "port": self.port, "enable_SMTPUTF8": self.smtputf8}
         if self._username is not None:
             kwargs.update(
                 authenticator=self._authenticate,
