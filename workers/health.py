@@ -61,19 +61,24 @@ def _failure(name: str, exc: BaseException) -> Check:
 
 
 def check_mandrill(settings: Settings) -> Check:
-    """``users/ping`` with the API key: reachable and the key accepted, without sending anything."""
+    """``users/ping2`` with the API key: reachable and the key accepted, without sending anything.
+
+    ``users/ping2`` answers ``{"PING": "PONG!"}`` and is the ping Mailchimp Transactional's API
+    reference describes (Users, "Ping"), which the official clients call as ``users.ping2``; the
+    older ``users/ping`` with its bare ``"PONG!"`` string is kept by Mandrill for old clients only.
+    """
     import httpx
 
     name = "email provider mandrill"
     if not settings.mandrill_api_key:
         return Check(name, False, "MANDRILL_API_KEY is empty")
-    url = settings.mandrill_base_url.rstrip("/") + "/users/ping.json"
+    url = settings.mandrill_base_url.rstrip("/") + "/users/ping2.json"
     try:
         response = httpx.post(url, json={"key": settings.mandrill_api_key}, timeout=PROBE_TIMEOUT)
         answer = response.json() if response.content else None
     except (httpx.HTTPError, ValueError) as exc:
         return _failure(name, exc)
-    if response.status_code == 200 and answer == "PONG!":
+    if response.status_code == 200 and answer == {"PING": "PONG!"}:
         return Check(name, True, "reachable, API key accepted")
     if isinstance(answer, dict) and answer.get("name"):
         return Check(name, False, f"refused: {answer['name']} (HTTP {response.status_code})")

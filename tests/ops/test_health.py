@@ -37,6 +37,8 @@ def test_every_configured_provider_is_probed_without_sending(tmp_path: Path) -> 
         assert checks["email provider mandrill"].detail == "reachable, API key accepted"
         assert checks["sms provider twilio"].ok and checks["email provider smtp"].ok
         assert not mandrill.accepted and not twilio.accepted and not smtp.received
+        # Issue 13.8: the ping the API reference documents, users/ping2 ({"PING": "PONG!"}).
+        assert [r.path for r in mandrill.received] == ["/api/1.0/users/ping2.json"]
 
         wrong = settings_for(env | {"MANDRILL_API_KEY": "bad-key", "TWILIO_AUTH_TOKEN": "nope"})
         checks = by_name(run_checks(wrong))
