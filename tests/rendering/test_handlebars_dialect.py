@@ -140,3 +140,27 @@ def test_compiled_templates_are_cached_by_source_and_language() -> None:
 def test_unknown_language_is_refused() -> None:
     with pytest.raises(TemplateError, match="unknown merge language"):
         render("x", {}, "jinja")
+
+
+# Issue 13.8: every example in Mandrill's table of inline helpers, exactly as documented there:
+# https://mailchimp.com/developer/transactional/docs/templates-dynamic-content/ ("Mailchimp
+# Transactional supports the following inline helpers") and its older copy,
+# https://mandrill.zendesk.com/hc/en-us/articles/205582537-Using-Handlebars-for-dynamic-content.
+# upper, lower and title were read from those pages; the url example's result is PHP urlencode of
+# the documented input (the stored page copy cut off before it), written from knowledge.
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        ('{{upper "your text"}}', "YOUR TEXT"),
+        ('{{lower "Your Text"}}', "your text"),
+        ('{{lower "your text"}}', "your text"),
+        ('{{title "your text is neat"}}', "Your Text is Neat"),
+        ('{{url "http://yourawesomeurl.com"}}', "http%3A%2F%2Fyourawesomeurl.com"),
+    ],
+)
+def test_mandrill_documented_helper_examples(template: str, expected: str) -> None:
+    assert render(template, {}, escape=False) == expected
+
+
+def test_title_keeps_short_words_lower_case_except_first() -> None:
+    assert render('{{title "the state of the art is in a box"}}', {}) == "The State of the Art is in a Box"

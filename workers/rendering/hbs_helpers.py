@@ -4,7 +4,9 @@ Built-ins (``if``, ``unless``, ``each``, ``with``, ``lookup``, ``log``) follow h
 including its argument-count errors. Mandrill's helpers:
 
 * ``upper``, ``lower``: change case of the printed value.
-* ``title``: upper-case the first letter of each whitespace-separated word, lower-case the rest.
+* ``title``: title case as Mandrill documents it: ``{{title "your text is neat"}}`` gives
+  ``Your Text is Neat``. Every word is lower-cased, then capitalised, except short function words
+  (articles, conjunctions, short prepositions and "is") after the first word, which stay lower case.
 * ``url``: URL-encode like PHP ``urlencode`` (space becomes ``+``; only ``A-Za-z0-9-_.`` stay).
 * ``date``: the current UTC date in a PHP ``date()`` format, default ``d/m/Y``; our extension: a
   second argument, unix seconds (number or numeric string), formats that instant instead of now.
@@ -125,11 +127,25 @@ def _lower(context: Any, args: list[Any], hash_: dict[str, Any], options: Option
     return _text(args).lower()
 
 
-_WORD_START = re.compile(r"(^|\s)(\S)")
+_WORD = re.compile(r"\S+")
+# Words Mandrill's ``title`` leaves in lower case unless they come first (its documented example keeps
+# "is" lower case); the usual title-case list of articles, conjunctions and short prepositions.
+_SMALL_WORDS = frozenset(
+    "a an and as at but by en for if in is nor of on or per the to v vs via".split()
+)
 
 
 def title_case(text: str) -> str:
-    return _WORD_START.sub(lambda m: m.group(1) + m.group(2).upper(), text.lower())
+    first = True
+
+    def cap(match: re.Match[str]) -> str:
+        nonlocal first
+        word = match.group(0)
+        keep_small = not first and word in _SMALL_WORDS
+        first = False
+        return word if keep_small else word[:1].upper() + word[1:]
+
+    return _WORD.sub(cap, text.lower())
 
 
 def _title(context: Any, args: list[Any], hash_: dict[str, Any], options: Options) -> Any:
