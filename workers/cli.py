@@ -432,13 +432,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
         _err(f"notify demo: no example events under {examples}")
         return 1
     expected: dict[str, str] = {}
+    types: dict[str, str] = {}  # notification id -> event type, as the file declares it
     for path in files:
         event = load_event_file(path)
         try:
             parsed = parse_event(event.body, event.content_type, routing_key=event.routing_key)
             expected[parsed.notification_id] = str(path.relative_to(examples))
+            types[parsed.notification_id] = parsed.event_type
         except InvalidEvent as exc:
             expected[exc.notification_id or "?"] = str(path.relative_to(examples))
+            types[exc.notification_id or "?"] = exc.event_type or "?"
 
     from workers.ledger.migrate import upgrade
 
@@ -465,7 +468,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 worker.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 worker.kill()
-    return _demo_report(settings, expected, rows)
+    return _demo_report(settings, expected, rows, types)
 
 
 def _wait_terminal(engine: Any, ids: set[str], worker: subprocess.Popen[bytes]) -> dict[str, Any]:
@@ -484,15 +487,18 @@ def _wait_terminal(engine: Any, ids: set[str], worker: subprocess.Popen[bytes]) 
     return rows
 
 
-def _demo_report(settings: Settings, expected: dict[str, str], rows: dict[str, Any]) -> int:
+def _demo_report(
+    settings: Settings, expected: dict[str, str], rows: dict[str, Any], types: dict[str, str]
+) -> int:
     _out("")
-    _out(f"{'EVENT FILE':<44} {'STATUS':<9} RESULT")
+    _out(f"{'EVENT FILE':<44} {'EVENT TYPE':<28} {'STATUS':<9} RESULT")
     ok = True
     for notification_id, source in sorted(expected.items(), key=lambda kv: kv[1]):
         row = rows.get(notification_id)
         if row is None:
             ok = False
-            _out(f"{source:<44} {'missing':<9} never reached the ledger")
+            event_type = types.get(notification_id, "?")
+            _out(f"{source:<44} {event_type:<28} {'missing':<9} never reached the ledger")
             continue
         status = row.status.value
         if row.status is Status.SENT:
@@ -503,7 +509,8 @@ def _demo_report(settings: Settings, expected: dict[str, str], rows: dict[str, A
         else:
             result = row.error or "still in flight"
             ok = False
-        _out(f"{source:<44} {status:<9} {result}")
+        event_type = getattr(row, "event_type", None) or types.get(notification_id, "?")
+        _out(f"{source:<44} {event_type:<28} {status:<9} {result}")
     outbox = settings.outbox_dir.resolve()
     _out("")
     _out(f"outbox: {outbox}/email/*.eml and {outbox}/sms/*.json")

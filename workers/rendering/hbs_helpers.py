@@ -131,7 +131,30 @@ _WORD = re.compile(r"\S+")
 # Words Mandrill's ``title`` leaves in lower case unless they come first (its documented example keeps
 # "is" lower case); the usual title-case list of articles, conjunctions and short prepositions.
 _SMALL_WORDS = frozenset(
-    "a an and as at but by en for if in is nor of on or per the to v vs via".split()
+    [
+        "a",
+        "an",
+        "and",
+        "as",
+        "at",
+        "but",
+        "by",
+        "en",
+        "for",
+        "if",
+        "in",
+        "is",
+        "nor",
+        "of",
+        "on",
+        "or",
+        "per",
+        "the",
+        "to",
+        "v",
+        "vs",
+        "via",
+    ]
 )
 
 
