@@ -35,7 +35,11 @@ def _timestamp(value: str) -> datetime:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an ISO 8601 timestamp: {value!r}") from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    try:
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except OverflowError:
+        # 9999-12-31T23:59:59-23:59 is a valid stamp whose UTC instant is past year 9999.
+        raise argparse.ArgumentTypeError(f"timestamp out of range in UTC: {value!r}") from None
 
 
 def _status(value: str) -> Status:
@@ -216,6 +220,12 @@ HEADER = (
 )
 
 
+def _page_tokens(settings: Settings) -> Any:
+    from workers.ledger.tokens import PageTokens, load_key
+
+    return PageTokens(lambda: load_key(settings.page_token_key.get_secret_value(), settings.state_dir))
+
+
 def cmd_list(settings: Settings, args: argparse.Namespace, statuses: tuple[Status, ...]) -> int:
     from workers.ledger.queries import BadQuery, ListFilter, list_notifications
 
@@ -229,10 +239,14 @@ def cmd_list(settings: Settings, args: argparse.Namespace, statuses: tuple[Statu
     )
     try:
         page = list_notifications(
-            _engine(settings), query, page_size=args.page_size, page_token=args.page_token
+            _engine(settings),
+            query,
+            tokens=_page_tokens(settings),
+            page_size=args.page_size,
+            page_token=args.page_token,
         )
     except BadQuery as exc:
-        _err(f"notify: {exc}")
+        _err(f"notify: --{exc.argument.replace('_', '-')}: {exc}")
         return EXIT_USAGE
     if args.json:
         for item in page.items:
