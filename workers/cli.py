@@ -30,16 +30,27 @@ def _err(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def _timestamp(value: str) -> datetime:
+def _timestamp(argument: str, value: str | None) -> datetime | None:
+    """``--since``/``--until`` as an aware UTC datetime; a BadArgument naming ``argument`` if unusable."""
+    if value is None:
+        return None
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not an ISO 8601 timestamp: {value!r}") from None
+        raise BadArgument(argument, f"not an ISO 8601 timestamp: {value!r}") from None
     try:
         return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
     except OverflowError:
         # 9999-12-31T23:59:59-23:59 is a valid stamp whose UTC instant is past year 9999.
-        raise argparse.ArgumentTypeError(f"timestamp out of range in UTC: {value!r}") from None
+        raise BadArgument(argument, f"timestamp out of range once in UTC: {value!r}") from None
+
+
+class BadArgument(NotifyError):
+    """Fix the command line: ``argument`` has an unusable value (reported on one line, exit 2)."""
+
+    def __init__(self, argument: str, problem: str) -> None:
+        self.argument = argument
+        super().__init__(f"{argument}: {problem}")
 
 
 def _status(value: str) -> Status:
@@ -229,13 +240,20 @@ def _page_tokens(settings: Settings) -> Any:
 def cmd_list(settings: Settings, args: argparse.Namespace, statuses: tuple[Status, ...]) -> int:
     from workers.ledger.queries import BadQuery, ListFilter, list_notifications
 
+    try:
+        # Parsed here, not by argparse: its errors come with a multi-line usage block.
+        since = _timestamp("--since", args.since)
+        until = _timestamp("--until", args.until)
+    except BadArgument as exc:
+        _err(f"notify: {exc}")
+        return EXIT_USAGE
     query = ListFilter(
         statuses=statuses,
         channel=args.channel,
         event_type=args.event_type,
         recipient=args.recipient,
-        since=args.since,
-        until=args.until,
+        since=since,
+        until=until,
     )
     try:
         page = list_notifications(
@@ -536,8 +554,8 @@ def _list_options(parser: argparse.ArgumentParser, *, with_status: bool) -> None
     parser.add_argument("--channel", choices=["email", "sms"])
     parser.add_argument("--event-type", help="BasicEmail, SMSNotification, MentionEmailGenerated")
     parser.add_argument("--recipient", help="exact address or number")
-    parser.add_argument("--since", type=_timestamp, help="created at or after (ISO 8601)")
-    parser.add_argument("--until", type=_timestamp, help="created before (ISO 8601)")
+    parser.add_argument("--since", help="created at or after (ISO 8601; no offset means UTC)")
+    parser.add_argument("--until", help="created before (ISO 8601; no offset means UTC)")
     parser.add_argument("--page-size", type=int, default=25)
     parser.add_argument("--page-token")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
