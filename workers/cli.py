@@ -294,8 +294,15 @@ def cmd_show(settings: Settings, args: argparse.Namespace) -> int:
         _out(json.dumps(data, ensure_ascii=False, indent=2))
         return 0
     for key, value in data.items():
-        if key != "history" and value is not None:
+        if key not in ("history", "conflicting_duplicates") and value is not None:
             _out(f"{key:>20}: {value}")
+    conflicts = data["conflicting_duplicates"]
+    if conflicts:
+        accepted = (conflicts["accepted_digest"] or "none (the event was rejected)")[:16]
+        _out(
+            f"conflicting duplicates: {conflicts['count']}, last at {conflicts['last_at']}, "
+            f"digest {conflicts['last_digest'][:16]} (accepted {accepted}); dropped: the id is the dedup key"
+        )
     _out("             history:")
     for attempt in data.get("history", []):
         _out(

@@ -107,6 +107,10 @@ class NotificationView:
     next_attempt_at: datetime | None
     sent_at: datetime | None
     purged_at: datetime | None
+    payload_digest: str | None
+    conflicts: int
+    conflict_at: datetime | None
+    conflict_digest: str | None
     history: tuple[AttemptView, ...] = field(default=())
 
     def as_json(self, *, reveal_recipient: bool = False) -> dict[str, Any]:
@@ -127,6 +131,15 @@ class NotificationView:
             "next_attempt_at": iso(self.next_attempt_at),
             "sent_at": iso(self.sent_at),
             "purged_at": iso(self.purged_at),
+            # Other events that came under this id and were dropped; digests, never payloads.
+            "conflicting_duplicates": {
+                "count": self.conflicts,
+                "last_at": iso(self.conflict_at),
+                "last_digest": self.conflict_digest,
+                "accepted_digest": self.payload_digest,
+            }
+            if self.conflicts
+            else None,
         }
         if self.history:
             data["history"] = [attempt.as_json() for attempt in self.history]
@@ -156,6 +169,10 @@ _COLUMNS = (
     Notification.next_attempt_at,
     Notification.sent_at,
     Notification.purged_at,
+    Notification.payload_digest,
+    Notification.conflicts,
+    Notification.conflict_at,
+    Notification.conflict_digest,
 )
 
 
