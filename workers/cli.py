@@ -30,12 +30,27 @@ def _err(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def _timestamp(value: str) -> datetime:
+def _timestamp(argument: str, value: str | None) -> datetime | None:
+    """``--since``/``--until`` as an aware UTC datetime; a BadArgument naming ``argument`` if unusable."""
+    if value is None:
+        return None
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not an ISO 8601 timestamp: {value!r}") from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+        raise BadArgument(argument, f"not an ISO 8601 timestamp: {value!r}") from None
+    try:
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except OverflowError:
+        # 9999-12-31T23:59:59-23:59 is a valid stamp whose UTC instant is past year 9999.
+        raise BadArgument(argument, f"timestamp out of range once in UTC: {value!r}") from None
+
+
+class BadArgument(NotifyError):
+    """Fix the command line: ``argument`` has an unusable value (reported on one line, exit 2)."""
+
+    def __init__(self, argument: str, problem: str) -> None:
+        self.argument = argument
+        super().__init__(f"{argument}: {problem}")
 
 
 def _status(value: str) -> Status:
@@ -216,23 +231,40 @@ HEADER = (
 )
 
 
+def _page_tokens(settings: Settings) -> Any:
+    from workers.ledger.tokens import PageTokens, load_key
+
+    return PageTokens(lambda: load_key(settings.page_token_key.get_secret_value(), settings.state_dir))
+
+
 def cmd_list(settings: Settings, args: argparse.Namespace, statuses: tuple[Status, ...]) -> int:
     from workers.ledger.queries import BadQuery, ListFilter, list_notifications
 
+    try:
+        # Parsed here, not by argparse: its errors come with a multi-line usage block.
+        since = _timestamp("--since", args.since)
+        until = _timestamp("--until", args.until)
+    except BadArgument as exc:
+        _err(f"notify: {exc}")
+        return EXIT_USAGE
     query = ListFilter(
         statuses=statuses,
         channel=args.channel,
         event_type=args.event_type,
         recipient=args.recipient,
-        since=args.since,
-        until=args.until,
+        since=since,
+        until=until,
     )
     try:
         page = list_notifications(
-            _engine(settings), query, page_size=args.page_size, page_token=args.page_token
+            _engine(settings),
+            query,
+            tokens=_page_tokens(settings),
+            page_size=args.page_size,
+            page_token=args.page_token,
         )
     except BadQuery as exc:
-        _err(f"notify: {exc}")
+        _err(f"notify: --{exc.argument.replace('_', '-')}: {exc}")
         return EXIT_USAGE
     if args.json:
         for item in page.items:
@@ -262,8 +294,15 @@ def cmd_show(settings: Settings, args: argparse.Namespace) -> int:
         _out(json.dumps(data, ensure_ascii=False, indent=2))
         return 0
     for key, value in data.items():
-        if key != "history" and value is not None:
+        if key not in ("history", "conflicting_duplicates") and value is not None:
             _out(f"{key:>20}: {value}")
+    conflicts = data["conflicting_duplicates"]
+    if conflicts:
+        accepted = (conflicts["accepted_digest"] or "none (the event was rejected)")[:16]
+        _out(
+            f"conflicting duplicates: {conflicts['count']}, last at {conflicts['last_at']}, "
+            f"digest {conflicts['last_digest'][:16]} (accepted {accepted}); dropped: the id is the dedup key"
+        )
     _out("             history:")
     for attempt in data.get("history", []):
         _out(
@@ -529,8 +568,8 @@ def _list_options(parser: argparse.ArgumentParser, *, with_status: bool) -> None
     parser.add_argument("--channel", choices=["email", "sms"])
     parser.add_argument("--event-type", help="BasicEmail, SMSNotification, MentionEmailGenerated")
     parser.add_argument("--recipient", help="exact address or number")
-    parser.add_argument("--since", type=_timestamp, help="created at or after (ISO 8601)")
-    parser.add_argument("--until", type=_timestamp, help="created before (ISO 8601)")
+    parser.add_argument("--since", help="created at or after (ISO 8601; no offset means UTC)")
+    parser.add_argument("--until", help="created before (ISO 8601; no offset means UTC)")
     parser.add_argument("--page-size", type=int, default=25)
     parser.add_argument("--page-token")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")

@@ -110,8 +110,15 @@ class Intake(StrEnum):
 
     ACCEPTED = "accepted"
     DUPLICATE = "duplicate"
+    CONFLICT = "conflict"  # a duplicate id carrying a different payload: dropped, but counted
     REJECTED = "rejected"
     IGNORED = "ignored"  # another service's event type, reaching us through a broad binding
+
+
+def intake_outcome(result: AcceptResult) -> Intake:
+    if result.created:
+        return Intake.ACCEPTED
+    return Intake.DUPLICATE if result.conflict is None else Intake.CONFLICT
 
 
 def label(notification_id: str, channel: str | None, detail: str | None) -> str:
@@ -194,11 +201,18 @@ class Dispatcher:
                 if result.status is Status.ACCEPTED:
                     self.ledger.mark_queued(event.notification_id)
                 bound.info("event.accepted", duplicate=not result.created)
+            elif result.conflict is not None:
+                # The id is the dedup key, so the ledger keeps the first event; a producer reusing an
+                # id for another event must hear of it. Digests only: payloads hold personal data.
+                bound.warning(
+                    "event.conflicting_duplicate",
+                    status=result.status.value,
+                    accepted_digest=result.conflict.accepted_digest,
+                    received_digest=result.conflict.received_digest,
+                )
             else:
                 bound.info("event.duplicate", status=result.status.value)
-            self.observer.intake(
-                Intake.ACCEPTED if result.created else Intake.DUPLICATE, event.event_type, event.channel.value
-            )
+            self.observer.intake(intake_outcome(result), event.event_type, event.channel.value)
         return results
 
     def receive(
@@ -240,10 +254,7 @@ class Dispatcher:
             else:
                 outcomes.append(None)  # settled by the batch accept below
         accepted = iter(self.accept_many(valid))
-        return [
-            outcome or (Intake.ACCEPTED if next(accepted).created else Intake.DUPLICATE)
-            for outcome in outcomes
-        ]
+        return [outcome or intake_outcome(next(accepted)) for outcome in outcomes]
 
     def reject(self, error: InvalidEvent, *, raw: bytes | None = None) -> AcceptResult:
         notification_id = error.notification_id or "unknown"

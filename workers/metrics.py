@@ -60,6 +60,7 @@ class PrometheusObserver:
         self.registry = registry
         self.events = Counter(
             "notify_events",
+            # conflict: a known id with another payload, dropped (the id is the dedup key) but counted
             "Messages from the bus or the accept task, by what became of them",
             ["outcome", "channel", "event_type"],
             registry=registry,

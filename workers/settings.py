@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from workers.errors import ConfigurationError
@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     broker_url: str = ""  # empty: the embedded filesystem transport under state_dir
     database_url: str = ""  # empty: a SQLite file in the working directory
     state_dir: Path = Path(".notify")  # embedded broker folders live here
+    # Signs `deliveries list` page tokens; empty: a random key kept in state_dir/page-token.key.
+    page_token_key: SecretStr = SecretStr("")
     task_queue: str = "notify"
     event_exchange: str = "events"
     event_queue: str = "notify.events"

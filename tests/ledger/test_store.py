@@ -293,3 +293,59 @@ def test_a_batch_round_trips_every_field(ledger: Ledger, clock: Clock) -> None:
             event.event_type,
             clock(),
         )
+
+
+# -- conflicting duplicates: another event under a known id ----------------------------------------
+
+
+def test_another_payload_under_a_known_id_is_dropped_but_counted(ledger: Ledger, clock: Clock) -> None:
+    first = parsed(sms(message="first text"))
+    assert ledger.accept(first).created
+    same = ledger.accept(parsed(sms(first.core["id"], message="first text")))
+    assert (same.created, same.conflict) == (False, None)  # an honest redelivery is no conflict
+    clock.advance(5)
+    other = parsed(sms(first.core["id"], message="another text"))
+    result = ledger.accept(other)
+    assert not result.created and result.conflict is not None
+    view = get_notification(ledger.engine, first.notification_id)
+    assert view is not None
+    assert result.conflict.accepted_digest == view.payload_digest != result.conflict.received_digest
+    assert (view.conflicts, view.conflict_at, view.conflict_digest) == (
+        1,
+        clock.now,
+        result.conflict.received_digest,
+    )
+    claim = ledger.claim(first.notification_id)
+    assert claim is not None and claim.payload["message"] == "first text"  # the first event stays
+    ledger.accept(parsed(sms(first.core["id"], message="a third text")))
+    view = get_notification(ledger.engine, first.notification_id)
+    assert view is not None and view.conflicts == 2
+
+
+def test_the_batched_accept_detects_conflicts_within_and_across_batches(ledger: Ledger) -> None:
+    a, b = parsed(sms(message="a")), parsed(basic_email(subject="b"))
+    a_other = parsed(sms(a.core["id"], message="not a"))
+    results = ledger.accept_many([a, a_other, b, a])
+    assert [r.created for r in results] == [True, False, True, False]
+    assert results[1].conflict is not None and results[3].conflict is None
+    b_other = parsed(basic_email(b.core["id"], subject="not b"))
+    c = parsed(sms())
+    results = ledger.accept_many([b_other, c, b, a_other])
+    assert [r.created for r in results] == [False, True, False, False]
+    assert [r.conflict is not None for r in results] == [True, False, False, True]
+    counts = {
+        nid: view.conflicts
+        for nid in (a.notification_id, b.notification_id, c.notification_id)
+        if (view := get_notification(ledger.engine, nid)) is not None
+    }
+    assert counts == {a.notification_id: 2, b.notification_id: 1, c.notification_id: 0}
+
+
+def test_a_valid_event_under_a_rejected_id_is_a_conflict(ledger: Ledger) -> None:
+    event = parsed(sms())
+    ledger.reject(event.notification_id, reason="data.to_number: not a number")
+    result = ledger.accept(event)
+    assert result.status is Status.REJECTED and result.conflict is not None
+    assert result.conflict.accepted_digest is None
+    view = get_notification(ledger.engine, event.notification_id)
+    assert view is not None and view.conflicts == 1

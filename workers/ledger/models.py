@@ -65,6 +65,12 @@ class Notification(Base):
     next_attempt_at: Mapped[datetime | None] = mapped_column()
     sent_at: Mapped[datetime | None] = mapped_column()
     purged_at: Mapped[datetime | None] = mapped_column()
+    # sha256 of the accepted event's type, template and payload: a later event under the same id
+    # with another digest is a conflicting duplicate, dropped (the id is the dedup key) but counted.
+    payload_digest: Mapped[str | None] = mapped_column(String(64))
+    conflicts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    conflict_at: Mapped[datetime | None] = mapped_column()
+    conflict_digest: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (
         # Newest-first keyset pagination, optionally within one status.

@@ -1,9 +1,7 @@
-"""Read-only operator queries: filtered newest-first listing with opaque page tokens, and one row's story."""
+"""Read-only operator queries: filtered newest-first listing with signed page tokens, and one row's story."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 from collections.abc import Sequence
@@ -11,17 +9,23 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, and_, or_, select
+from sqlalchemy import Engine, literal, select, tuple_
 
+from workers.errors import NotifyError
 from workers.ledger.models import Attempt, Notification
+from workers.ledger.tokens import BadPageToken, Cursor, PageTokens
 from workers.messages import Status
 
 DEFAULT_PAGE_SIZE = 25
 MAX_PAGE_SIZE = 1000
 
 
-class BadQuery(ValueError):
-    """The caller asked for something malformed: a bad page token, page size or timestamp."""
+class BadQuery(NotifyError, ValueError):
+    """Fix the query: a bad page token or page size; ``argument`` names which one (``page_token``)."""
+
+    def __init__(self, message: str, *, argument: str) -> None:
+        self.argument = argument
+        super().__init__(message)
 
 
 def iso(value: datetime | None) -> str | None:
@@ -56,11 +60,11 @@ class ListFilter:
                 self.channel,
                 self.event_type,
                 self.recipient,
-                iso(self.since),
-                iso(self.until),
+                self.since.astimezone(UTC).isoformat() if self.since else None,
+                self.until.astimezone(UTC).isoformat() if self.until else None,
             ]
         )
-        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+        return hashlib.sha256(blob.encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +107,10 @@ class NotificationView:
     next_attempt_at: datetime | None
     sent_at: datetime | None
     purged_at: datetime | None
+    payload_digest: str | None
+    conflicts: int
+    conflict_at: datetime | None
+    conflict_digest: str | None
     history: tuple[AttemptView, ...] = field(default=())
 
     def as_json(self, *, reveal_recipient: bool = False) -> dict[str, Any]:
@@ -123,6 +131,15 @@ class NotificationView:
             "next_attempt_at": iso(self.next_attempt_at),
             "sent_at": iso(self.sent_at),
             "purged_at": iso(self.purged_at),
+            # Other events that came under this id and were dropped; digests, never payloads.
+            "conflicting_duplicates": {
+                "count": self.conflicts,
+                "last_at": iso(self.conflict_at),
+                "last_digest": self.conflict_digest,
+                "accepted_digest": self.payload_digest,
+            }
+            if self.conflicts
+            else None,
         }
         if self.history:
             data["history"] = [attempt.as_json() for attempt in self.history]
@@ -152,6 +169,10 @@ _COLUMNS = (
     Notification.next_attempt_at,
     Notification.sent_at,
     Notification.purged_at,
+    Notification.payload_digest,
+    Notification.conflicts,
+    Notification.conflict_at,
+    Notification.conflict_digest,
 )
 
 
@@ -161,31 +182,22 @@ def _view(row: Any, history: Sequence[AttemptView] = ()) -> NotificationView:
     return NotificationView(**values, history=tuple(history))
 
 
-def encode_token(created_at: datetime, notification_id: str, fingerprint: str) -> str:
-    blob = json.dumps({"v": 1, "c": iso(created_at), "i": notification_id, "f": fingerprint})
-    return base64.urlsafe_b64encode(blob.encode()).decode().rstrip("=")
-
-
-def decode_token(token: str, fingerprint: str) -> tuple[datetime, str]:
-    try:
-        padded = token + "=" * (-len(token) % 4)
-        data = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        created_at = datetime.fromisoformat(data["c"].replace("Z", "+00:00"))
-        notification_id = str(data["i"])
-        token_fingerprint = data["f"]
-    except (binascii.Error, ValueError, KeyError, TypeError, AttributeError):
-        raise BadQuery("page token is malformed") from None
-    if token_fingerprint != fingerprint:
-        raise BadQuery("page token belongs to a different filter; start again without --page-token")
-    return created_at, notification_id
-
-
 def list_notifications(
-    engine: Engine, query: ListFilter, *, page_size: int = DEFAULT_PAGE_SIZE, page_token: str | None = None
+    engine: Engine,
+    query: ListFilter,
+    *,
+    tokens: PageTokens,
+    page_size: int = DEFAULT_PAGE_SIZE,
+    page_token: str | None = None,
 ) -> Page:
-    """Newest first. The keyset cursor (created_at, id) keeps pages stable while rows are added."""
+    """Newest first, in the total order (created_at, id): ids are unique, so no two rows tie.
+
+    The next page holds the rows strictly after the last one shown in that order; the cursor keeps
+    its exact timestamp (microseconds), so rows sharing a timestamp are never skipped or repeated
+    across a page boundary, and rows added while paging never shift the pages still to come.
+    """
     if not 1 <= page_size <= MAX_PAGE_SIZE:
-        raise BadQuery(f"page size must be between 1 and {MAX_PAGE_SIZE}")
+        raise BadQuery(f"page size must be between 1 and {MAX_PAGE_SIZE}", argument="page_size")
     n = Notification
     conditions: list[Any] = []
     if query.statuses:
@@ -202,9 +214,18 @@ def list_notifications(
     if query.until:
         conditions.append(n.created_at < query.until)
     fingerprint = query.fingerprint()
-    if page_token:
-        created_at, last_id = decode_token(page_token, fingerprint)
-        conditions.append(or_(n.created_at < created_at, and_(n.created_at == created_at, n.id < last_id)))
+    if page_token is not None:
+        try:
+            cursor = tokens.read(page_token, fingerprint)
+        except BadPageToken as exc:
+            raise BadQuery(str(exc), argument="page_token") from None
+        # Bound with the columns' own types, so the cursor's timestamp is stored-format exact
+        # (naive UTC text on SQLite, timestamptz on PostgreSQL) like the column it is compared with.
+        after = tuple_(
+            literal(cursor.created_at, type_=n.created_at.type),
+            literal(cursor.notification_id, type_=n.id.type),
+        )
+        conditions.append(tuple_(n.created_at, n.id) < after)
     stmt = (
         select(*_COLUMNS).where(*conditions).order_by(n.created_at.desc(), n.id.desc()).limit(page_size + 1)
     )
@@ -214,7 +235,7 @@ def list_notifications(
     token = None
     if len(rows) > page_size:
         last = items[-1]
-        token = encode_token(last.created_at, last.id, fingerprint)
+        token = tokens.issue(Cursor(last.created_at, last.id), fingerprint)
     return Page(items, token)
 
 

@@ -7,6 +7,7 @@ Every state change is a single compare-and-set UPDATE (``WHERE status IN (...)``
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import secrets
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -49,10 +50,35 @@ def utcnow() -> datetime:
 
 
 @dataclass(frozen=True, slots=True)
+class Conflict:
+    """Another event under an id the ledger already holds: dropped, but counted on the row.
+
+    ``accepted_digest`` is None when the row is a rejected event (nothing valid was accepted).
+    """
+
+    accepted_digest: str | None
+    received_digest: str
+
+
+@dataclass(frozen=True, slots=True)
 class AcceptResult:
     notification_id: str
     created: bool
     status: Status
+    conflict: Conflict | None = None  # set when a duplicate's payload differs from the accepted one
+
+
+def payload_digest(event: ParsedEvent) -> str:
+    """sha256 of what makes the notification: its type, template and payload (not the envelope's
+    trace or timestamps, which a producer's honest retry may change)."""
+    canonical = json.dumps(
+        [event.event_type, event.template, event.payload],
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        default=str,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,19 +343,48 @@ class Ledger:
             else:
                 # A list of parameter sets with RETURNING: SQLAlchemy sends one multi-VALUES INSERT.
                 created = {row.id for row in conn.execute(self._insert_stmt, list(rows.values()))}
-        existing = (
-            self._statuses_of([i for i in rows if i not in created]) if len(created) < len(rows) else {}
-        )
+        existing = self._existing([i for i in rows if i not in created]) if len(created) < len(rows) else {}
+        # What each id holds now: the digest this batch wrote, or the one already stored.
+        held = {nid: rows[nid]["payload_digest"] for nid in created}
         results = []
+        conflicts: list[tuple[str, str]] = []
         first = set(created)
         for event in events:
             nid = event.notification_id
             if nid in first:
                 first.discard(nid)
                 results.append(AcceptResult(nid, True, initial))
-            else:
-                results.append(AcceptResult(nid, False, existing.get(nid, initial)))
+                continue
+            status, accepted = existing[nid] if nid in existing else (initial, held.get(nid))
+            received = payload_digest(event)
+            conflict = None
+            # A rejected row held an event that did not validate, so any valid one differs from it.
+            # A row from before digests were kept (None, not rejected) cannot be compared: not counted.
+            if received != accepted and (accepted is not None or status is Status.REJECTED):
+                conflict = Conflict(accepted, received)
+                conflicts.append((nid, received))
+            results.append(AcceptResult(nid, False, status, conflict))
+        if conflicts:
+            self._count_conflicts(conflicts, now)
         return results
+
+    def _existing(self, notification_ids: Sequence[str]) -> dict[str, tuple[Status, str | None]]:
+        n = Notification
+        with self._single.connect() as conn:
+            found = conn.execute(
+                select(n.id, n.status, n.payload_digest).where(n.id.in_(notification_ids))
+            ).all()
+        return {row.id: (Status(row.status), row.payload_digest) for row in found}
+
+    def _count_conflicts(self, conflicts: Sequence[tuple[str, str]], now: datetime) -> None:
+        n = Notification
+        with self.engine.begin() as conn:
+            for nid, digest in conflicts:
+                conn.execute(
+                    update(n)
+                    .where(n.id == nid)
+                    .values(conflicts=n.conflicts + 1, conflict_at=now, conflict_digest=digest)
+                )
 
     @staticmethod
     def _row(event: ParsedEvent, status: Status, now: datetime) -> dict[str, Any]:
@@ -352,6 +407,7 @@ class Ledger:
             "created_at": now,
             "updated_at": now,
             "cycle_started_at": now,
+            "payload_digest": payload_digest(event),
         }
 
     def _statuses_of(self, notification_ids: Sequence[str]) -> dict[str, Status]:
