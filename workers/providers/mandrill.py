@@ -38,7 +38,7 @@ from workers.errors import (
 )
 from workers.messages import EmailMessage, Receipt
 from workers.providers.direct import environment_names_a_proxy, send_direct
-from workers.providers.mime import extra_headers
+from workers.providers.mime import ascii_address, extra_headers
 from workers.providers.redact import redact
 
 NAME = "mandrill"
@@ -112,9 +112,12 @@ def _merge_vars(values: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 def build_send_request(message: EmailMessage, api_key: str) -> tuple[str, dict[str, Any]]:
     """The API path (relative to the base URL) and JSON body that send ``message``."""
+    # No address header comes from message.headers (extra_headers drops them); Reply-To is built
+    # from its parts, so it holds exactly the one validated mailbox. The sender's name goes in
+    # from_name, which Mandrill quotes itself.
     headers = extra_headers(message)
     if message.reply_to:
-        headers["Reply-To"] = message.reply_to
+        headers["Reply-To"] = str(ascii_address(message.reply_to))
     body: dict[str, Any] = {
         "from_email": message.from_address,
         "to": [{"email": message.to_address, "type": "to"}],
