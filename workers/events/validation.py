@@ -86,15 +86,30 @@ LINE_BREAKS = "\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
 _HEADER_FORBIDDEN = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
 
 
-def _one_line(value: str, field: str) -> None:
-    """Refuse a header value holding a line break or a control character, naming it by code point."""
+# RFC 2047 encoded-word syntax. Python's email package decodes such a word even where it was meant
+# as plain text (a subject, a display name) and writes the decoded characters back out raw: an
+# encoded CR LF becomes a real header break (an added Bcc), an encoded <address> a second From
+# mailbox. Nobody sends encoded words in an event's JSON or protobuf string on purpose.
+ENCODED_WORD = re.compile(r"=\?.*\?=")
+
+
+def header_problem(value: str) -> str | None:
+    """Why ``value`` cannot go into a header (a line break, a control character, an encoded word)."""
     found = _HEADER_FORBIDDEN.search(value)
     if found is not None:
         char = found.group()
         kind = "a line break" if char in LINE_BREAKS else "a control character"
-        raise InvalidEvent(
-            f"contains {kind} (U+{ord(char):04X}), which a header value cannot hold", field=field
-        )
+        return f"contains {kind} (U+{ord(char):04X}), which a header value cannot hold"
+    if "=?" in value and ENCODED_WORD.search(value) is not None:
+        return "contains MIME encoded-word syntax (=?...?=), which mail software would decode"
+    return None
+
+
+def _one_line(value: str, field: str) -> None:
+    """Refuse a header value that ``header_problem`` finds fault with, naming the field."""
+    problem = header_problem(value)
+    if problem is not None:
+        raise InvalidEvent(problem, field=field)
 
 
 def _address(value: str, field: str, *, required: bool = True) -> str:
@@ -222,7 +237,7 @@ def validate_mention(
                 _link(link, f"data.place_holders.mentions[{index}].{name}")
         # Subject templates print these (``... was mentioned on {{mention.program_name}}``).
         for name in _MENTION_SUBJECT_FIELDS:
-            if _HEADER_FORBIDDEN.search(mention[name]) is not None:
+            if header_problem(mention[name]) is not None:
                 _one_line(mention[name], f"data.place_holders.mentions[{index}].{name}")
         snippets: str = mention["snippets"]
         if len(snippets) > MAX_SNIPPET_CHARS:

@@ -9,6 +9,7 @@ from email.message import EmailMessage as MimeMessage
 from email.utils import formatdate
 from urllib.parse import quote
 
+from workers.events.validation import header_problem
 from workers.ids import safe_name
 from workers.messages import EmailMessage
 
@@ -82,6 +83,12 @@ def build_mime(message: EmailMessage, *, domain: str = "notify.local") -> MimeMe
 
     Raises ValueError when a header value cannot be encoded (for instance it holds a line break).
     """
+    # Intake refuses these; a row stored before that rule must fail here, not reach a header
+    # (the email package would decode an encoded word into a line break or a second mailbox).
+    for what, value in (("subject", message.subject), ("sender name", message.from_name or "")):
+        problem = header_problem(value)
+        if problem is not None:
+            raise ValueError(f"the {what} {problem}")
     mime = MimeMessage()
     # Address objects, never formatted strings: the header is serialized from the parts, so a
     # display name holding quotes, commas, <...> or encoded words stays one quoted (or encoded)
