@@ -337,12 +337,44 @@ def test_missing_core_id_logs_a_warning_without_personal_data() -> None:
     assert "+14155550199" not in repr(logs)
 
 
-@pytest.mark.parametrize("bad_id", ["has space", "x" * 129, "tab\there", "ünï"])
+@pytest.mark.parametrize(
+    "bad_id",
+    [
+        "has space",
+        "x" * 129,
+        "tab\there",
+        "ünï",
+        "/etc/cron.d/x",
+        "../../x",
+        "a/b",
+        "..\\x",
+        "..",
+        ".",
+        ".hidden",
+        "a..b",
+        "end.",
+        "CON",
+        "nul.eml",
+        "com1",
+        "a<b>@c",
+        "a:b",
+        "100%",
+    ],
+)
 def test_unusable_core_id_is_invalid(bad_id: str) -> None:
     with pytest.raises(InvalidEvent) as info:
         parse_event(to_binary(event(sms(), event_id=bad_id)), None)
     assert info.value.field == "core.id"
+    assert info.value.reason.startswith("is not a usable id: it ")
     assert info.value.notification_id == derived_id("events.SMSNotification", sms())
+
+
+@pytest.mark.parametrize(
+    "good_id",
+    ["3f1c2b8e-9d4a-4c1e-8f00-1a2b3c4d5e6f", "01HZX3K5T8M9Q2R7", "0" * 128, "evt_a.b+c=d~e", "CONSOLE"],
+)
+def test_usual_ids_are_kept(good_id: str) -> None:
+    assert parse_event(to_binary(event(sms(), event_id=good_id)), None).notification_id == good_id
 
 
 # -- timestamps -----------------------------------------------------------------------------------

@@ -362,3 +362,61 @@ def test_unknown_template_error_lists_what_we_have() -> None:
     with pytest.raises(InvalidEvent) as none:
         parse_event(body, None, templates=frozenset())
     assert "no templates are installed" in str(none.value)
+
+
+# -- header-breaking characters (issue 12) ---------------------------------------------------------
+
+_BREAKS = ["\r", "\n", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]
+
+
+def test_the_break_list_is_everything_splitlines_splits_on() -> None:
+    from workers.events.validation import LINE_BREAKS
+
+    assert sorted(LINE_BREAKS) == sorted(
+        c for c in map(chr, range(0x110000)) if len(f"a{c}b".splitlines()) > 1
+    )
+
+
+@pytest.mark.parametrize("char", _BREAKS, ids=[f"U+{ord(c):04X}" for c in _BREAKS])
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        (lambda v: basic_email(subject=f"Hi{v}Bcc: x@evil.example"), "data.subject"),
+        (lambda v: mention(from_name=f"A{v}B"), "data.from_name"),
+        (lambda v: mention(place_holders=holders(mention_item(), tracking_unit_name=f"W{v}")), None),
+        (lambda v: mention(place_holders=holders(mention_item(program_name=f"P{v}"))), None),
+    ],
+    ids=["subject", "from_name", "tracking_unit_name", "program_name"],
+)
+def test_every_line_break_is_refused_in_header_fields(char: str, payload: Any, field: str | None) -> None:
+    for as_json in (False, True):  # the JSON fast path and the protobuf path agree
+        error = rejection(payload(char), as_json=as_json)
+        assert error.field == field or (field is None and error.field.startswith("data.place_holders"))
+        assert f"a line break (U+{ord(char):04X})" in error.reason
+
+
+@pytest.mark.parametrize(
+    "value", ["=?utf-8?b?eA0KQmNjOiB4QGV2aWwuZXhhbXBsZQ==?=", "a =?utf-8?q?=3Cx=40e.x=3E?= b"]
+)
+def test_encoded_words_are_refused_in_header_fields(value: str) -> None:
+    assert rejection(basic_email(subject=value)).field == "data.subject"
+    assert "encoded-word" in rejection(mention(from_name=value), as_json=True).reason
+
+
+def test_other_controls_are_refused_but_tabs_and_unicode_names_are_kept() -> None:
+    assert "a control character (U+0007)" in rejection(basic_email(subject="bell\x07")).reason
+    parse_event(to_binary(event(mention(from_name='Zoë "Z" O\'Brien, Ltd. <Ops>\t@ Acme'))), None)
+
+
+@pytest.mark.parametrize(
+    "link",
+    [
+        "https://u.example.com/x>,<mailto:collect@attacker.example>",
+        'https://u.example.com/"x',
+        "https://u.example.com/x\\y",
+        "https://u.example.com/<x",
+    ],
+)
+def test_links_with_angle_brackets_quotes_or_backslashes_are_refused(link: str) -> None:
+    error = rejection(mention(place_holders=holders(mention_item(unsubscribe_link=link))))
+    assert error.field == "data.place_holders.mentions[0].unsubscribe_link"

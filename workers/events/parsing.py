@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -39,6 +38,7 @@ from workers.events.wire import (
     decode_payload,
     payload_message,
 )
+from workers.ids import id_problem, is_usable_id
 from workers.messages import Channel
 
 log = structlog.get_logger(__name__)
@@ -55,7 +55,6 @@ CORE_FIELDS = (
     "user_id",
     "token_id",
 )
-MAX_ID_CHARS = 128
 MAX_ENVELOPE_VALUE_CHARS = 8 * 1024  # per core field, baggage or trace entry
 _RECIPIENT_FIELDS = {
     BASIC_EMAIL: "to_address",
@@ -147,13 +146,6 @@ def parse_timestamp(value: str) -> datetime | None:
         return None
 
 
-_USABLE_ID = re.compile(f"[!-~]{{1,{MAX_ID_CHARS}}}")  # printable ASCII but space
-
-
-def _is_usable_id(value: str) -> bool:
-    return _USABLE_ID.fullmatch(value) is not None
-
-
 def _reject(exc: InvalidEvent, notification_id: str, event_type: str | None) -> InvalidEvent:
     return InvalidEvent(exc.reason, field=exc.field, notification_id=notification_id, event_type=event_type)
 
@@ -161,7 +153,7 @@ def _reject(exc: InvalidEvent, notification_id: str, event_type: str | None) -> 
 def _identify(envelope: Envelope, type_name: str, payload: Payload | None) -> str:
     """``core.id``, or a derived id (logged) when it is missing; InvalidEvent when it is unusable."""
     core_id = envelope.event.core.id
-    if _is_usable_id(core_id):  # the usual case; the derived id is worked out only when needed
+    if is_usable_id(core_id):  # the usual case; the derived id is worked out only when needed
         return core_id
     # Without a decodable payload, the payload as received; without any, the whole envelope, so
     # that two different broken events do not collapse onto one row.
@@ -176,8 +168,9 @@ def _identify(envelope: Envelope, type_name: str, payload: Payload | None) -> st
     if not core_id:
         log.warning("event.core_id_missing", event_type=type_name, notification_id=fallback)
         return fallback
+    # The rejection is keyed by the derived id: a hostile id never becomes a name anywhere.
     raise InvalidEvent(
-        f"is not a usable id (1 to {MAX_ID_CHARS} printable ASCII characters, no spaces)",
+        f"is not a usable id: it {id_problem(core_id)}",
         field="core.id",
         notification_id=fallback,
         event_type=type_name or None,

@@ -85,17 +85,19 @@ def is_messaging_service_sid(value: str) -> bool:
 
 
 # One regex pass instead of a Python loop per character (it ran for every link of every mention).
-_URL_FORBIDDEN = re.compile(r"[\s\x00-\x1f\x7f]")
+# Besides whitespace and controls: < > " and backslash, which RFC 3986 does not allow unencoded and
+# which end a header's <URI> (List-Unsubscribe), an HTML attribute, or move the host in browsers.
+_URL_FORBIDDEN = re.compile(r'[\s\x00-\x1f\x7f<>"\\]')
 # The usual link, accepted in one regex pass: http(s), a host of letters, digits, dots and hyphens,
-# maybe a port, then anything but whitespace and controls. Whatever this matches, the full check
+# maybe a port, then anything _URL_FORBIDDEN allows. Whatever this matches, the full check
 # accepts too (urlsplit finds that scheme and a non-empty hostname); anything else takes the full check.
 _PLAIN_WEB_URL = re.compile(
-    r"[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9.-]+(?::[0-9]*)?(?:[/?#][^\s\x00-\x1f\x7f]*)?"
+    r'[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9.-]+(?::[0-9]*)?(?:[/?#][^\s\x00-\x1f\x7f<>"\\]*)?'
 )
 
 
 def is_web_url(value: str) -> bool:
-    """An absolute http(s) URL with a host and no whitespace or control characters.
+    """An absolute http(s) URL with a host and no whitespace, control characters, ``<>"`` or ``\\``.
 
     Links end up in href/src attributes, where HTML escaping does not stop a javascript: URL.
     """

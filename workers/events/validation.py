@@ -7,6 +7,7 @@ error, because errors end up in the ledger, in logs and on operators' screens.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection
 from typing import Any
 
@@ -78,9 +79,37 @@ def _string_problem(plain: dict[str, Any]) -> tuple[str, str] | None:
     return None
 
 
+# Everything str.splitlines() breaks on (CR, LF, VT, FF, FS, GS, RS, NEL, LS, PS): the email package
+# and mail clients treat each as a line end, so in a header it ends the header or kills the send. The
+# other control characters (tab aside) have no place in a header either.
+LINE_BREAKS = "\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+_HEADER_FORBIDDEN = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+# RFC 2047 encoded-word syntax. Python's email package decodes such a word even where it was meant
+# as plain text (a subject, a display name) and writes the decoded characters back out raw: an
+# encoded CR LF becomes a real header break (an added Bcc), an encoded <address> a second From
+# mailbox. Nobody sends encoded words in an event's JSON or protobuf string on purpose.
+ENCODED_WORD = re.compile(r"=\?.*\?=")
+
+
+def header_problem(value: str) -> str | None:
+    """Why ``value`` cannot go into a header (a line break, a control character, an encoded word)."""
+    found = _HEADER_FORBIDDEN.search(value)
+    if found is not None:
+        char = found.group()
+        kind = "a line break" if char in LINE_BREAKS else "a control character"
+        return f"contains {kind} (U+{ord(char):04X}), which a header value cannot hold"
+    if "=?" in value and ENCODED_WORD.search(value) is not None:
+        return "contains MIME encoded-word syntax (=?...?=), which mail software would decode"
+    return None
+
+
 def _one_line(value: str, field: str) -> None:
-    if "\r" in value or "\n" in value:
-        raise InvalidEvent("contains a line break (CR or LF), which a header value cannot hold", field=field)
+    """Refuse a header value that ``header_problem`` finds fault with, naming the field."""
+    problem = header_problem(value)
+    if problem is not None:
+        raise InvalidEvent(problem, field=field)
 
 
 def _address(value: str, field: str, *, required: bool = True) -> str:
@@ -103,7 +132,9 @@ def _required_text(value: str, field: str) -> None:
 
 def _link(value: str, field: str) -> None:
     if value and not is_web_url(value):
-        raise InvalidEvent("is not an absolute http(s) URL", field=field)
+        raise InvalidEvent(
+            "is not an absolute http(s) URL (no spaces, quotes, angle brackets or backslashes)", field=field
+        )
 
 
 def validate_basic_email(payload: dict[str, Any]) -> None:
@@ -154,6 +185,7 @@ def _merge_language(value: str) -> str:
 
 
 _MENTION_LINKS = ("program_image", "invite_link", "logouri", "unsubscribe_link")
+_MENTION_SUBJECT_FIELDS = ("tracking_unit_name", "program_name")
 
 
 def validate_mention(
@@ -203,6 +235,10 @@ def validate_mention(
             link = mention[name]
             if link and not is_web_url(link):  # the field's path is built for a bad link only
                 _link(link, f"data.place_holders.mentions[{index}].{name}")
+        # Subject templates print these (``... was mentioned on {{mention.program_name}}``).
+        for name in _MENTION_SUBJECT_FIELDS:
+            if header_problem(mention[name]) is not None:
+                _one_line(mention[name], f"data.place_holders.mentions[{index}].{name}")
         snippets: str = mention["snippets"]
         if len(snippets) > MAX_SNIPPET_CHARS:
             # The schema promises 100 characters; one long snippet should not cost the whole email.

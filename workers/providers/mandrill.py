@@ -39,7 +39,7 @@ from workers.errors import (
 from workers.messages import EmailMessage, Receipt
 from workers.providers.addresses import has_ascii_local_parts, with_ascii_domains
 from workers.providers.direct import environment_names_a_proxy, send_direct
-from workers.providers.mime import extra_headers
+from workers.providers.mime import ascii_address, extra_headers
 from workers.providers.redact import redact
 
 NAME = "mandrill"
@@ -158,9 +158,12 @@ def build_send_request(message: EmailMessage, api_key: str) -> tuple[str, dict[s
             provider=NAME,
             code="address",
         )
+    # No address header comes from message.headers (extra_headers drops them); Reply-To is built
+    # from its parts, so it holds exactly the one validated mailbox. The sender's name goes in
+    # from_name, which Mandrill quotes itself.
     headers = extra_headers(message)
     if message.reply_to:
-        headers["Reply-To"] = message.reply_to
+        headers["Reply-To"] = str(ascii_address(message.reply_to))
     body: dict[str, Any] = {
         "from_email": message.from_address,
         "to": [{"email": message.to_address, "type": "to"}],

@@ -5,9 +5,15 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from email import policy as email_policy
+from email.headerregistry import Address
 from email.message import EmailMessage as MimeMessage
-from email.utils import formataddr, formatdate
+from email.parser import HeaderParser
+from email.utils import formatdate
+from urllib.parse import quote
 
+from workers.events.syntax import ascii_email_address
+from workers.events.validation import header_problem
+from workers.ids import safe_name
 from workers.messages import EmailMessage
 
 LIST_UNSUBSCRIBE = "List-Unsubscribe"
@@ -15,11 +21,19 @@ LIST_UNSUBSCRIBE_POST = "List-Unsubscribe-Post"
 ONE_CLICK = "List-Unsubscribe=One-Click"
 
 _URI = re.compile(r"<([^>]*)>")
+# What may stay as it is inside the one <URI> of List-Unsubscribe: RFC 3986's unreserved and
+# reserved characters except the comma, which separates URIs there (RFC 2369), and the apostrophe.
+_URI_SAFE = "-._~:/?#[]@!$&()*+;=%"
+# Headers that name mailboxes are built here from validated addresses, never taken from
+# ``message.headers``: a stray one there could add a sender or a recipient.
+ADDRESS_HEADERS = frozenset(
+    {"from", "sender", "to", "cc", "bcc", "reply-to", "return-path", "resent-from", "resent-sender"}
+)
 
 
 def message_id(notification_id: str, domain: str) -> str:
     """A Message-ID derived only from the notification id, so a resent copy carries the same one."""
-    return f"<{notification_id}@{domain}>"
+    return f"<{safe_name(notification_id)}@{domain}>"
 
 
 def sender_domain(message: EmailMessage) -> str:
@@ -28,28 +42,52 @@ def sender_domain(message: EmailMessage) -> str:
     return message.from_address.rpartition("@")[2].lower()
 
 
-def _unsubscribe_value(value: str) -> str:
-    # RFC 2369 wants each URI in angle brackets; the dispatcher may hand us a bare URL.
-    value = value.strip()
-    return value if "<" in value else f"<{value}>"
+def unsubscribe_header(link: str) -> str:
+    """The List-Unsubscribe value: exactly one ``<URI>``, whatever the link holds.
+
+    Intake refuses links with spaces, quotes or angle brackets; a comma is legal in a URL but
+    separates URIs in this header, so it (and anything else outside RFC 3986) is percent-encoded.
+    """
+    link = link.strip()
+    if link.startswith("<") and link.endswith(">"):  # the dispatcher may hand us <URI> or a bare URL
+        link = link[1:-1]
+    return f"<{quote(link, safe=_URI_SAFE)}>"
 
 
 def extra_headers(message: EmailMessage) -> dict[str, str]:
     """``message.headers`` plus the RFC 8058 one-click header when List-Unsubscribe has an https URI.
 
-    Reply-To is not included: each provider carries it in its own way.
+    Reply-To is not included: each provider carries it in its own way. Address headers in
+    ``message.headers`` are dropped (see ADDRESS_HEADERS).
     """
     headers: dict[str, str] = {}
     for name, value in message.headers.items():
-        if name.lower() == LIST_UNSUBSCRIBE.lower():
-            headers[LIST_UNSUBSCRIBE] = _unsubscribe_value(value)
-        elif name.lower() != LIST_UNSUBSCRIBE_POST.lower():
+        lowered = name.lower()
+        if lowered == LIST_UNSUBSCRIBE.lower():
+            headers[LIST_UNSUBSCRIBE] = unsubscribe_header(value)
+        elif lowered != LIST_UNSUBSCRIBE_POST.lower() and lowered not in ADDRESS_HEADERS:
             headers[name] = value
     unsubscribe = headers.get(LIST_UNSUBSCRIBE)
     # RFC 8058: one-click only makes sense for an https URI the mailbox provider can POST to.
     if unsubscribe and any(uri.strip().lower().startswith("https://") for uri in _URI.findall(unsubscribe)):
         headers[LIST_UNSUBSCRIBE_POST] = ONE_CLICK
     return headers
+
+
+def ascii_address(address: str) -> Address:
+    """The mailbox with its domain in ASCII: an IDN domain goes as punycode, never as an encoded word."""
+    local, _, domain = ascii_email_address(address).rpartition("@")
+    return Address(username=local, domain=domain)
+
+
+def _one_mailbox(mime: MimeMessage, header: str) -> None:
+    """Raise ValueError unless ``header`` as it goes on the wire reads back as the one mailbox we set."""
+    wanted = [address.addr_spec for address in mime[header].addresses]
+    wire = mime.policy.fold(header, mime[header])
+    parsed = HeaderParser(policy=email_policy.default).parsestr(wire)
+    got = [address.addr_spec for address in parsed[header].addresses] if header in parsed else []
+    if len(wanted) != 1 or got != wanted:
+        raise ValueError(f"the {header} header would not read back as one mailbox")
 
 
 def build_mime(
@@ -62,17 +100,38 @@ def build_mime(
     8BITMIME (RFC 6152); ``utf8`` writes headers as UTF-8 for SMTPUTF8 (RFC 6532) instead of as
     encoded words. Raises ValueError when a header value cannot be encoded (it holds a line break).
     """
-    mime = MimeMessage(policy=email_policy.default.clone(cte_type="8bit" if eight_bit else "7bit", utf8=utf8))
-    mime["From"] = (
-        formataddr((message.from_name, message.from_address)) if message.from_name else (message.from_address)
+    # Intake refuses these; a row stored before that rule must fail here, not reach a header
+    # (the email package would decode an encoded word into a line break or a second mailbox).
+    for what, value in (("subject", message.subject), ("sender name", message.from_name or "")):
+        problem = header_problem(value)
+        if problem is not None:
+            raise ValueError(f"the {what} {problem}")
+    # max_line_length 998 (RFC 5322's hard limit): CPython's folder drops the quotes of a quoted
+    # display name it splits across lines, so `"security@bank.example xxx…" <alerts@…>` folded at
+    # 78 reads back as From: security@bank.example. Names are at most 256 characters (intake), so
+    # an address header is never folded; _one_mailbox below checks that it stayed whole anyway.
+    mime = MimeMessage(
+        policy=email_policy.default.clone(
+            cte_type="8bit" if eight_bit else "7bit", utf8=utf8, max_line_length=998
+        )
     )
-    mime["To"] = message.to_address
+    # Address objects, never formatted strings: the header is serialized from the parts, so a
+    # display name holding quotes, commas, <...> or encoded words stays one quoted (or encoded)
+    # phrase and can never add a mailbox.
+    sender = ascii_address(message.from_address)
+    mime["From"] = Address(
+        display_name=message.from_name or "", username=sender.username, domain=sender.domain
+    )
+    mime["To"] = ascii_address(message.to_address)
     mime["Subject"] = message.subject
     if message.reply_to:
-        mime["Reply-To"] = message.reply_to
+        mime["Reply-To"] = ascii_address(message.reply_to)
+    for header in ("From", "To", "Reply-To"):
+        if header in mime:
+            _one_mailbox(mime, header)
     mime["Date"] = formatdate(usegmt=True)
     mime["Message-ID"] = message_id(message.notification_id, domain or sender_domain(message))
-    mime["X-Notification-Id"] = message.notification_id
+    mime["X-Notification-Id"] = safe_name(message.notification_id)
     headers: Mapping[str, str] = extra_headers(message)
     for name, value in headers.items():
         mime[name] = value
