@@ -3,6 +3,7 @@ a worker answers (remote control, Flower, logs at DEBUG, `notify health`, the le
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -289,15 +290,19 @@ def test_flower_password_with_a_comma_does_not_let_its_tail_in(tmp_path: Path) -
         try:
             _, stderr = process.communicate(timeout=30)
         except subprocess.TimeoutExpired:
-            # Still running: Flower started. Then `x` alone must not get in.
-            def answer() -> Any:
+            # Still running: Flower started. Then `x` must not get in: neither as ops's password
+            # nor as the whole credential (Flower compares the decoded "user:password" string).
+            def answer(header: str) -> Any:
                 try:
-                    return httpx.get(f"http://127.0.0.1:{port}/api/workers", auth=("ops", "x"), timeout=5)
+                    url = f"http://127.0.0.1:{port}/api/workers"
+                    return httpx.get(url, headers={"Authorization": header}, timeout=5)
                 except httpx.HTTPError:
                     return None
 
-            response = eventually(answer, timeout=60)
-            assert response.status_code == 401, "the password 'x' alone opened Flower"
+            for credential in ("ops:x", "x"):
+                header = "Basic " + base64.b64encode(credential.encode()).decode()
+                response = eventually(lambda header=header: answer(header), timeout=60)
+                assert response.status_code == 401, f"{credential!r} opened Flower"
             return
     finally:
         if process.poll() is None:
