@@ -468,10 +468,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         except InvalidEvent as exc:
             expected[exc.notification_id or "?"] = str(path.relative_to(examples))
 
-    from workers.ledger.migrate import upgrade
+    from workers.preflight import open_ledger
 
-    engine = _engine(settings)
-    upgrade(engine)
+    engine = open_ledger(settings, create=True)  # migrated; a bad NOTIFY_DATABASE_URL: one line
     broker = mask_url(settings.broker_url) or "embedded (filesystem)"
     _out(f"notify demo: broker {broker}, ledger {mask_url(settings.resolved_database_url)}")
     log_path = base / "worker.log"
