@@ -136,7 +136,8 @@ def create_app(settings: Settings) -> Celery:
         beat_schedule_filename=str(settings.state_dir / "celerybeat-schedule"),
         timezone="UTC",
     )
-    app.conf.notify_settings = settings
+    # The Settings object stays out of app.conf: `celery inspect conf` and Flower's /api/workers
+    # print app.conf, masking only by key name, and the settings hold credentials.
     app.user_options["worker"].add(
         click.Option(
             ["--sweeper-schedule"],
@@ -175,7 +176,8 @@ class ThreadedBeat(bootsteps.StartStopStep):
         return EmbeddedService(parent.app, schedule_filename=self.schedule_filename, thread=True)
 
 
-app = create_app(get_settings())
+settings: Settings = get_settings()
+app = create_app(settings)
 
 
 @setup_logging.connect
@@ -183,5 +185,6 @@ def _masked_logging(loglevel: Any = None, **_: Any) -> None:
     # Having a receiver stops Celery from installing its own handlers and formats (some of its
     # lines print task arguments or message bodies); ours mask addresses and numbers and blank out
     # bodies, also for `celery -A workers.celery_app worker` and in prefork children.
-    settings: Settings = app.conf.notify_settings
-    logs.configure(level=loglevel or settings.log_level, fmt=settings.log_format)
+    logs.configure(
+        level=loglevel or settings.log_level, fmt=settings.log_format, secrets=settings.secret_values()
+    )

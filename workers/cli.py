@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -17,7 +18,7 @@ from typing import Any
 
 from workers.errors import ConfigurationError, InvalidEvent, NotifyError, TemplateError
 from workers.messages import Status
-from workers.settings import Settings, load_settings
+from workers.settings import Settings, load_settings, mask_url
 
 EXIT_USAGE = 2
 
@@ -53,6 +54,17 @@ class BadArgument(NotifyError):
         super().__init__(f"{argument}: {problem}")
 
 
+def _log_level(value: str) -> str:
+    import logging
+
+    name = value.strip().upper()
+    if name not in logging.getLevelNamesMapping():
+        raise argparse.ArgumentTypeError(
+            f"unknown log level {value!r}; choose from DEBUG, INFO, WARNING, ERROR"
+        )
+    return name
+
+
 def _status(value: str) -> Status:
     try:
         return Status(value.lower())
@@ -73,15 +85,15 @@ def _package_dir(name: str) -> Path:
 
 def cmd_worker(settings: Settings, args: argparse.Namespace, extra: list[str]) -> int:
     from workers import logs
+    from workers.preflight import check_worker_start
 
-    logs.configure(level=args.loglevel or settings.log_level, fmt=settings.log_format)
-    if settings.auto_migrate:
-        from workers.ledger import make_engine
-        from workers.ledger.migrate import upgrade
-
-        engine = make_engine(settings.resolved_database_url)
-        upgrade(engine)
-        engine.dispose()
+    secrets = settings.secret_values()
+    # Before Celery starts: a setting that cannot work ends here in one line, not in a worker that
+    # fails every message (a missing key) or every sweep. Warnings only until then, so that line
+    # is the only one a failed start prints.
+    logs.configure(level="WARNING", fmt=settings.log_format, secrets=secrets)
+    check_worker_start(settings)
+    logs.configure(level=args.loglevel or settings.log_level, fmt=settings.log_format, secrets=secrets)
     from workers.celery_app import app
 
     argv = [
@@ -391,18 +403,25 @@ def cmd_discard(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
-    from workers.ledger.migrate import current_revision, upgrade
+    from workers.ledger.migrate import current_revision
+    from workers.preflight import open_ledger
 
-    engine = _engine(settings)
-    before = current_revision(engine)
-    upgrade(engine)
-    _out(f"ledger at revision {current_revision(engine)} (was {before or 'empty'})")
+    # Connects, then migrates; a bad URL or a refused connection ends in one line naming the setting.
+    engine = open_ledger(settings, create=True)
+    _out(f"ledger at revision {current_revision(engine)} ({mask_url(settings.resolved_database_url)})")
+    engine.dispose()
     return 0
 
 
-def cmd_health(settings: Settings, args: argparse.Namespace) -> int:
+def cmd_health(args: argparse.Namespace) -> int:
     from workers.health import run_checks
 
+    try:
+        settings = load_settings()
+    except ConfigurationError as exc:
+        # Settings that cannot even be read are the first thing health must report, not crash on.
+        _out(f"FAIL settings: {exc}")
+        return 1
     ok = True
     for check in run_checks(settings, providers=not args.no_providers):
         ok &= check.ok
@@ -419,6 +438,15 @@ def cmd_flower(settings: Settings, args: argparse.Namespace, extra: list[str]) -
         # Flower's task API can start tasks (a resend): it must not be open.
         _err("notify flower: set NOTIFY_FLOWER_USER and NOTIFY_FLOWER_PASSWORD")
         return EXIT_USAGE
+    password = settings.flower_password.get_secret_value()
+    # Flower splits FLOWER_BASIC_AUTH on commas into several user:password pairs: a password
+    # "long,x" would let the password "x" in. A colon in the user name would move the split.
+    if "," in password:
+        _err("notify flower: NOTIFY_FLOWER_PASSWORD must not contain a comma (Flower splits on it)")
+        return EXIT_USAGE
+    if "," in settings.flower_user or ":" in settings.flower_user:
+        _err("notify flower: NOTIFY_FLOWER_USER must not contain a comma or a colon")
+        return EXIT_USAGE
     argv = [
         sys.executable,
         "-m",
@@ -431,7 +459,7 @@ def cmd_flower(settings: Settings, args: argparse.Namespace, extra: list[str]) -
         *extra,
     ]
     # Through the environment, not argv: a password in argv shows in every process listing.
-    env = dict(os.environ, FLOWER_BASIC_AUTH=f"{settings.flower_user}:{settings.flower_password}")
+    env = dict(os.environ, FLOWER_BASIC_AUTH=f"{settings.flower_user}:{password}")
     os.execve(sys.executable, argv, env)
 
 
@@ -482,12 +510,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
             expected[exc.notification_id or "?"] = str(path.relative_to(examples))
             types[exc.notification_id or "?"] = exc.event_type or "?"
 
-    from workers.ledger.migrate import upgrade
+    from workers.preflight import open_ledger
 
-    engine = _engine(settings)
-    upgrade(engine)
-    broker = settings.broker_url or "embedded (filesystem)"
-    _out(f"notify demo: broker {broker}, ledger {settings.resolved_database_url}")
+    engine = open_ledger(settings, create=True)  # migrated; a bad NOTIFY_DATABASE_URL: one line
+    broker = mask_url(settings.broker_url) or "embedded (filesystem)"
+    _out(f"notify demo: broker {broker}, ledger {mask_url(settings.resolved_database_url)}")
     log_path = base / "worker.log"
     with log_path.open("wb") as log_file:
         worker = subprocess.Popen(
@@ -553,7 +580,10 @@ def _demo_report(
     outbox = settings.outbox_dir.resolve()
     _out("")
     _out(f"outbox: {outbox}/email/*.eml and {outbox}/sms/*.json")
-    _out("ledger: run `notify deliveries list` with the same NOTIFY_DATABASE_URL to see every row")
+    # The exact command, URL included: run elsewhere without it, `notify deliveries list` would
+    # look for a notify.db in that folder.
+    url = shlex.quote(mask_url(settings.resolved_database_url))
+    _out(f"ledger: NOTIFY_DATABASE_URL={url} notify deliveries list")
     if not ok:
         _err("notify demo: not every event reached the state it should")
     return 0 if ok else 1
@@ -582,7 +612,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="run a Celery worker with the bus consumer and the sweeper")
     worker.add_argument("--pool", help="threads (default), prefork, gevent, solo")
     worker.add_argument("--concurrency", type=int)
-    worker.add_argument("--loglevel")
+    worker.add_argument("--loglevel", type=_log_level)
     worker.add_argument("--no-beat", action="store_true", help="do not run the sweeper schedule here")
 
     publish = sub.add_parser("publish", help="publish raw VtEvent files (.json or .pb) on the event bus")
@@ -649,7 +679,15 @@ def _main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "demo":
             return cmd_demo(args)
+        if args.command == "health":
+            return cmd_health(args)
         settings = load_settings()
+        if args.command in ("deliveries", "failed"):
+            # The ledger must exist and be migrated: these commands never create one (no folder,
+            # no empty notify.db) and say so in one line instead of an SQL error.
+            from workers.preflight import open_ledger
+
+            open_ledger(settings, create=False).dispose()
         if args.command == "worker":
             return cmd_worker(settings, args, extra)
         if args.command == "publish":
@@ -674,8 +712,6 @@ def _main(argv: Sequence[str] | None = None) -> int:
             return cmd_discard(settings, args)
         if args.command == "db":
             return cmd_db_upgrade(settings, args)
-        if args.command == "health":
-            return cmd_health(settings, args)
         if args.command == "flower":
             return cmd_flower(settings, args, extra)
     except ConfigurationError as exc:
@@ -683,6 +719,15 @@ def _main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except NotifyError as exc:
         _err(f"notify: {exc}")
+        return 1
+    except Exception as exc:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        if not isinstance(exc, SQLAlchemyError):
+            raise
+        # The ledger went away mid-command: one line, its secrets scrubbed, no traceback.
+        detail = " ".join(str(getattr(exc, "orig", None) or exc).split())[:300]
+        _err(f"notify: ledger error: {type(exc).__name__}: {load_settings().scrub(detail)}")
         return 1
     parser.error(f"unknown command {args.command}")
     return EXIT_USAGE

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from workers.settings import Settings
+from workers.errors import ConfigurationError
+from workers.settings import Settings, mask_url
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,25 +17,30 @@ class Check:
 
 
 def check_database(settings: Settings) -> Check:
-    from sqlalchemy import text
+    """The ledger opens and is at the current schema; never creates a file, folder or table."""
+    from workers.ledger.migrate import current_revision
+    from workers.preflight import open_ledger
 
-    from workers.ledger import make_engine
-    from workers.ledger.migrate import current_revision, head_revision
-
-    engine = make_engine(settings.resolved_database_url)
     try:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        current, head = current_revision(engine), head_revision()
-    except Exception as exc:
-        return Check("database", False, f"{type(exc).__name__}: {exc}".splitlines()[0])
+        engine = open_ledger(settings, create=False)
+    except ConfigurationError as exc:
+        return Check("database", False, str(exc))
+    try:
+        current = current_revision(engine)
     finally:
         engine.dispose()
-    if current != head:
-        return Check(
-            "database", False, f"schema at {current or 'nothing'}, expected {head}; run `notify db upgrade`"
-        )
     return Check("database", True, f"reachable, schema at {current}")
+
+
+def check_settings(settings: Settings) -> Check:
+    """Settings a worker would refuse at start: providers without credentials, bad rate limits."""
+    from workers.preflight import check_providers
+
+    try:
+        check_providers(settings)
+    except ConfigurationError as exc:
+        return Check("settings", False, settings.scrub(str(exc)))
+    return Check("settings", True, "a worker would start with these")
 
 
 def check_broker(settings: Settings) -> Check:
@@ -49,15 +55,15 @@ def check_broker(settings: Settings) -> Check:
         ) as conn:
             conn.ensure_connection(max_retries=1, timeout=5)
     except Exception as exc:
-        return Check("broker", False, f"{type(exc).__name__}: {exc}".splitlines()[0])
-    return Check("broker", True, f"reachable ({conf['broker_url'].split('@')[-1]})")
+        return Check("broker", False, settings.scrub(f"{type(exc).__name__}: {exc}".splitlines()[0]))
+    return Check("broker", True, f"reachable ({mask_url(conf['broker_url'])})")
 
 
-def _failure(name: str, exc: BaseException) -> Check:
-    # Exception text can quote a server's reply, which can quote an address: scrub it.
+def _failure(name: str, exc: BaseException, settings: Settings) -> Check:
+    # Exception text can quote a server's reply, which can quote an address or a URL: scrub it.
     from workers.providers.redact import redact
 
-    return Check(name, False, redact(f"{type(exc).__name__}: {exc}".splitlines()[0]))
+    return Check(name, False, redact(settings.scrub(f"{type(exc).__name__}: {exc}".splitlines()[0])))
 
 
 def check_mandrill(settings: Settings) -> Check:
@@ -70,14 +76,15 @@ def check_mandrill(settings: Settings) -> Check:
     import httpx
 
     name = "email provider mandrill"
-    if not settings.mandrill_api_key:
+    key = settings.mandrill_api_key.get_secret_value()
+    if not key:
         return Check(name, False, "MANDRILL_API_KEY is empty")
     url = settings.mandrill_base_url.rstrip("/") + "/users/ping2.json"
     try:
-        response = httpx.post(url, json={"key": settings.mandrill_api_key}, timeout=PROBE_TIMEOUT)
+        response = httpx.post(url, json={"key": key}, timeout=PROBE_TIMEOUT)
         answer = response.json() if response.content else None
     except (httpx.HTTPError, ValueError) as exc:
-        return _failure(name, exc)
+        return _failure(name, exc, settings)
     if response.status_code == 200 and answer == {"PING": "PONG!"}:
         return Check(name, True, "reachable, API key accepted")
     if isinstance(answer, dict) and answer.get("name"):
@@ -109,7 +116,7 @@ def check_smtp(settings: Settings) -> Check:
                 conn.starttls(context=ssl.create_default_context())
                 conn.ehlo()
             if settings.smtp_username:
-                conn.login(settings.smtp_username, settings.smtp_password)
+                conn.login(settings.smtp_username, settings.smtp_password.get_secret_value())
             code, _ = conn.noop()
         finally:
             try:
@@ -117,7 +124,7 @@ def check_smtp(settings: Settings) -> Check:
             except (smtplib.SMTPException, OSError):
                 conn.close()
     except (smtplib.SMTPException, OSError) as exc:
-        return _failure(f"{name} ({where})", exc)
+        return _failure(f"{name} ({where})", exc, settings)
     if code != 250:
         return Check(name, False, f"{where}: NOOP answered {code}")
     return Check(name, True, f"{where} answers EHLO and NOOP")
@@ -129,13 +136,14 @@ def check_twilio(settings: Settings) -> Check:
 
     name = "sms provider twilio"
     sid = settings.twilio_account_sid
-    if not sid or not settings.twilio_auth_token:
+    token = settings.twilio_auth_token.get_secret_value()
+    if not sid or not token:
         return Check(name, False, "TWILIO_ACCOUNT_SID or TWILIO_AUTH_TOKEN is empty")
     url = f"{settings.twilio_base_url.rstrip('/')}/2010-04-01/Accounts/{sid}.json"
     try:
-        response = httpx.get(url, auth=(sid, settings.twilio_auth_token), timeout=PROBE_TIMEOUT)
+        response = httpx.get(url, auth=(sid, token), timeout=PROBE_TIMEOUT)
     except httpx.HTTPError as exc:
-        return _failure(name, exc)
+        return _failure(name, exc, settings)
     if response.status_code == 200:
         return Check(name, True, "reachable, credentials accepted")
     if response.status_code == 401:
@@ -151,7 +159,7 @@ def check_outbox(settings: Settings) -> Check:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        return _failure(name, exc)
+        return _failure(name, exc, settings)
     if not os.access(folder, os.W_OK):
         return Check(name, False, f"{folder} is not writable")
     return Check(name, True, f"writes to {folder}")
@@ -170,8 +178,8 @@ def check_rate_limiter(settings: Settings) -> Check:
         finally:
             client.close()
     except (redis.RedisError, ValueError) as exc:
-        return _failure("rate limiter", exc)
-    return Check("rate limiter", True, f"Redis reachable ({settings.redis_url.split('@')[-1]})")
+        return _failure("rate limiter", exc, settings)
+    return Check("rate limiter", True, f"Redis reachable ({mask_url(settings.redis_url)})")
 
 
 PROBE_TIMEOUT = 5.0
@@ -184,7 +192,7 @@ PROVIDER_CHECKS: dict[str, Callable[[Settings], Check]] = {
 
 
 def run_checks(settings: Settings, *, providers: bool = True) -> list[Check]:
-    checks = [check_broker(settings), check_database(settings)]
+    checks = [check_settings(settings), check_broker(settings), check_database(settings)]
     # Each configured provider once, in chain order (outbox may serve both channels). A container's
     # liveness check leaves them out: a provider outage is not a reason to restart the worker.
     for name in dict.fromkeys((*settings.email_provider, *settings.sms_provider)) if providers else ():

@@ -10,23 +10,58 @@ from typing import Any
 
 import structlog
 
-EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]{1,64}@[\w-]+(?:\.[\w-]+)+")
+from workers.settings import scrub
+
+# Anything the intake accepts as an address (RFC 5322 dot-atom local part, IDN domain) and more:
+# local part of atext, dots and any non-ASCII; domain labels of anything but ASCII punctuation
+# (except "-" and "_") and whitespace, so every script's letters and marks count. The lookbehind
+# makes a match start where the local part starts, never halfway (``o'brien``).
+_LOCAL = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-]|[^\x00-\x7f\s]"
+_LABEL = r"[^\s!-,./:-@\[-^`{-~]+"
+EMAIL = re.compile(rf"(?<!{_LOCAL})(?:{_LOCAL})+@{_LABEL}(?:\.{_LABEL})+")
 PHONE = re.compile(r"(?<![\w])\+?\d[\d ().-]{6,}\d(?![\w])")
+# Ids are never personal, and a digit run inside one is no phone number: UUIDs (our notification
+# ids, Celery task ids), long hex ids, Twilio SIDs (two capitals and 32 hex digits).
+IDS = re.compile(
+    r"(?<![0-9A-Za-z])(?:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+    r"|[A-Z]{2}[0-9a-fA-F]{32}|[0-9a-fA-F]{16,})(?![0-9A-Za-z])"
+)
+# While phones are masked, each id stands in as one private-use character: not a digit, not a
+# word character, so no phone match can start, end or run inside it.
+_HOLD = 0xE000
+_HOLD_SLOTS = 0xF8FF - _HOLD + 1
+_HELD = re.compile("[\ue000-\uf8ff]")
 
 
 def mask(text: str) -> str:
-    """Replace anything that looks like an email address or a phone number."""
-    text = EMAIL.sub("<email>", text)
-    return PHONE.sub(lambda m: "<phone>" if sum(c.isdigit() for c in m.group()) >= 8 else m.group(), text)
+    """Replace anything that looks like an email address or a phone number; ids stay whole."""
+    if "@" in text:  # most log strings hold none: skip the regex pass
+        text = EMAIL.sub("<email>", text)
+    held: list[str] = []
+
+    def hold(match: re.Match[str]) -> str:
+        if len(held) >= _HOLD_SLOTS:
+            return match.group()  # no slot left; the id's digits then take their chances
+        held.append(match.group())
+        return chr(_HOLD + len(held) - 1)
+
+    if any(c.isdigit() for c in text):
+        text = IDS.sub(hold, text)
+        text = PHONE.sub(lambda m: "<phone>" if sum(c.isdigit() for c in m.group()) >= 8 else m.group(), text)
+        if held:
+            text = _HELD.sub(
+                lambda m: held[i] if (i := ord(m.group()) - _HOLD) < len(held) else m.group(), text
+            )
+    return text
 
 
-def _redact_value(value: Any) -> Any:
+def _redact_value(value: Any, secrets: tuple[str, ...] = ()) -> Any:
     if isinstance(value, str):
-        return mask(value)
+        return mask(scrub(value, secrets) if secrets else value)
     if isinstance(value, dict):
-        return {k: _redact_value(v) for k, v in value.items()}
+        return {k: _redact_value(v, secrets) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return type(value)(_redact_value(v) for v in value)
+        return type(value)(_redact_value(v, secrets) for v in value)
     return value
 
 
@@ -34,13 +69,24 @@ def _redact_value(value: Any) -> Any:
 _IDS = frozenset({"notification_id", "event_id", "core_id", "provider_message_id", "task_id", "timestamp"})
 
 
-def redact(_logger: Any, _name: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """Last line of defence: ids pass, addresses and numbers never reach the log (exceptions too)."""
-    for key, value in list(event_dict.items()):
-        if key in _IDS:
-            continue
-        event_dict[key] = _redact_value(value)
-    return event_dict
+class Redactor:
+    """Last line of defence: ids pass, addresses, numbers and the settings' secrets never reach
+    the log (exceptions too)."""
+
+    def __init__(self, secrets: tuple[str, ...] = ()) -> None:
+        self.secrets = secrets
+
+    def __call__(
+        self, _logger: Any, _name: str, event_dict: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        for key, value in list(event_dict.items()):
+            if key in _IDS:
+                continue
+            event_dict[key] = _redact_value(value, self.secrets)
+        return event_dict
+
+
+redact = Redactor()
 
 
 # Celery log lines that carry a task message's arguments or whole body (the raw event, for
@@ -67,8 +113,9 @@ class HideMessageBodies(logging.Filter):
         return True
 
 
-def configure(*, level: str | int = "INFO", fmt: str = "auto") -> None:
-    """Route structlog and the standard library (Celery, kombu) through one masked renderer."""
+def configure(*, level: str | int = "INFO", fmt: str = "auto", secrets: tuple[str, ...] = ()) -> None:
+    """Route structlog and the standard library (Celery, kombu) through one masked renderer;
+    ``secrets`` (the settings' passwords and keys) are blanked wherever they would appear."""
     use_console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -76,7 +123,7 @@ def configure(*, level: str | int = "INFO", fmt: str = "auto") -> None:
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.format_exc_info,
-        redact,
+        Redactor(secrets),
     ]
     renderer: Any = (
         structlog.dev.ConsoleRenderer(colors=False) if use_console else structlog.processors.JSONRenderer()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterable, Iterator
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
@@ -13,6 +16,31 @@ from workers.errors import ConfigurationError
 
 EMAIL_PROVIDERS = frozenset({"mandrill", "smtp", "outbox"})
 SMS_PROVIDERS = frozenset({"twilio", "outbox"})
+
+
+# Durations in seconds: finite and at most a year, so no timedelta or sleep ever overflows on them.
+YEAR = 365 * 86400.0
+Seconds = Annotated[float, Field(gt=0, le=YEAR, allow_inf_nan=False)]
+# Settings that hold a URL which may carry a password: never shown as they are.
+URL_FIELDS = ("broker_url", "database_url", "redis_url")
+MASK = "***"
+
+
+def mask_url(url: str) -> str:
+    """``url`` with any password (and anything unparseable after the scheme) replaced by ``***``."""
+    if not url:
+        return url
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        host = parts.netloc.rpartition("@")[2]
+        user = parts.username or ""
+        return urlunsplit(parts._replace(netloc=f"{user}:{MASK}@{host}"))
+    except ValueError:
+        # Not a URL we can take apart: show only its scheme, never the rest.
+        scheme, sep, _ = url.partition("://")
+        return f"{scheme}://{MASK}" if sep else MASK
 
 
 def _provider_chain(value: object, allowed: frozenset[str], env: str) -> tuple[str, ...]:
@@ -67,20 +95,21 @@ class Settings(BaseSettings):
     # Sends wait on providers (100-300 ms): bench/io_bound.py picks 32-64 threads on two cores.
     worker_concurrency: int = Field(default=32, ge=1, le=1000)
 
-    sweep_interval: float = Field(default=30.0, gt=0)
+    sweep_interval: Seconds = 30.0
     sweep_enabled: bool = True
-    stuck_after: float = Field(default=120.0, gt=0)
-    sending_timeout: float = Field(default=600.0, gt=0)
-    retention_days: float = Field(default=7.0, ge=0)
+    stuck_after: Seconds = 120.0
+    sending_timeout: Seconds = 600.0
+    retention_days: float = Field(default=7.0, ge=0, le=3650, allow_inf_nan=False)
 
     # What a provider timeout after the request went out means: retry (may duplicate) or unknown
     # (an operator decides; never duplicates).
     on_maybe_delivered: Literal["retry", "unknown"] = "retry"
     max_attempts: int = Field(default=8, ge=1)
-    max_age: float = Field(default=86400.0, gt=0)
-    retry_base: float = Field(default=2.0, gt=0)  # first retry after about this many seconds
-    retry_cap: float = Field(default=900.0, gt=0)
-    short_retry_limit: float = Field(default=30.0, ge=0)  # longer waits are scheduled via the ledger
+    max_age: Seconds = 86400.0
+    retry_base: Seconds = 2.0  # first retry after about this many seconds
+    retry_cap: Seconds = 900.0
+    # Longer waits are scheduled via the ledger.
+    short_retry_limit: float = Field(default=30.0, ge=0, le=YEAR, allow_inf_nan=False)
 
     metrics_port: int = Field(default=0, ge=0, le=65535)  # 0: no metrics endpoint
     metrics_host: str = "127.0.0.1"  # 0.0.0.0 in a container, so Prometheus can reach it
@@ -91,24 +120,38 @@ class Settings(BaseSettings):
     rate_limits: str = ""  # e.g. "mandrill=50/s,twilio=10/s,sms-sender=1/s"
 
     flower_user: str = ""
-    flower_password: str = ""
+    # Secrets are SecretStr: their repr, str and JSON show ********** (Flower, `celery inspect conf`,
+    # tracebacks); only the code that hands one to its service calls get_secret_value().
+    flower_password: SecretStr = SecretStr("")
 
-    mandrill_api_key: str = Field(default="", alias="MANDRILL_API_KEY")
+    mandrill_api_key: SecretStr = Field(default=SecretStr(""), alias="MANDRILL_API_KEY")
     mandrill_base_url: str = Field(default="https://mandrillapp.com/api/1.0", alias="MANDRILL_BASE_URL")
-    mandrill_timeout: float = Field(default=10.0, gt=0, alias="MANDRILL_TIMEOUT")
+    mandrill_timeout: Seconds = Field(default=10.0, alias="MANDRILL_TIMEOUT")
 
     smtp_host: str = Field(default="localhost", alias="SMTP_HOST")
     smtp_port: int = Field(default=587, ge=1, le=65535, alias="SMTP_PORT")
     smtp_username: str = Field(default="", alias="SMTP_USERNAME")
-    smtp_password: str = Field(default="", alias="SMTP_PASSWORD")
+    smtp_password: SecretStr = Field(default=SecretStr(""), alias="SMTP_PASSWORD")
     smtp_starttls: bool = Field(default=True, alias="SMTP_STARTTLS")
     smtp_ssl: bool = Field(default=False, alias="SMTP_SSL")
-    smtp_timeout: float = Field(default=10.0, gt=0, alias="SMTP_TIMEOUT")
+    smtp_timeout: Seconds = Field(default=10.0, alias="SMTP_TIMEOUT")
 
     twilio_account_sid: str = Field(default="", alias="TWILIO_ACCOUNT_SID")
-    twilio_auth_token: str = Field(default="", alias="TWILIO_AUTH_TOKEN")
+    twilio_auth_token: SecretStr = Field(default=SecretStr(""), alias="TWILIO_AUTH_TOKEN")
     twilio_base_url: str = Field(default="https://api.twilio.com", alias="TWILIO_BASE_URL")
-    twilio_timeout: float = Field(default=10.0, gt=0, alias="TWILIO_TIMEOUT")
+    twilio_timeout: Seconds = Field(default=10.0, alias="TWILIO_TIMEOUT")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _log_level(cls, value: object) -> object:
+        if isinstance(value, str):
+            name = value.strip().upper()
+            if name not in logging.getLevelNamesMapping():
+                raise ValueError(
+                    f"unknown log level {value!r}; choose from DEBUG, INFO, WARNING, ERROR, CRITICAL"
+                )
+            return name
+        return value
 
     @field_validator("email_provider", mode="before")
     @classmethod
@@ -140,6 +183,41 @@ class Settings(BaseSettings):
     def embedded_broker(self) -> bool:
         return not self.broker_url or self.broker_url.startswith("filesystem://")
 
+    def secret_values(self) -> tuple[str, ...]:
+        """Every secret this process holds, for scrubbing text that might quote one."""
+        values = [
+            secret.get_secret_value()
+            for secret in (
+                self.flower_password,
+                self.mandrill_api_key,
+                self.smtp_password,
+                self.twilio_auth_token,
+            )
+        ]
+        for name in URL_FIELDS:
+            try:
+                values.append(urlsplit(getattr(self, name)).password or "")
+            except ValueError:
+                values.append(getattr(self, name))  # unparseable: the whole value may hold one
+        # Very short values would blank out ordinary words; they are no secret worth the name.
+        return tuple(sorted({v for v in values if len(v) >= 4}, key=len, reverse=True))
+
+    def scrub(self, text: str) -> str:
+        """``text`` with every secret of these settings replaced by ``***``."""
+        return scrub(text, self.secret_values())
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # The URLs are plain strings (Celery and SQLAlchemy take them so) but may carry passwords.
+        for name, value in super().__repr_args__():
+            yield name, (mask_url(value) if name in URL_FIELDS and isinstance(value, str) else value)
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    for secret in secrets:
+        if secret and secret in text:
+            text = text.replace(secret, MASK)
+    return text
+
 
 def load_settings(**overrides: object) -> Settings:
     """Read the environment once; a bad value becomes a ConfigurationError naming the variable."""
@@ -154,7 +232,8 @@ def load_settings(**overrides: object) -> Settings:
                 if loc.isupper() or loc.startswith(("MANDRILL", "SMTP", "TWILIO"))
                 else ("NOTIFY_" + loc.upper())
             )
-            problems.append(f"{env}: {error['msg']}")
+            message = " ".join(str(error["msg"]).removeprefix("Value error, ").split())
+            problems.append(f"{env}: {message}")
         raise ConfigurationError("invalid configuration: " + "; ".join(problems)) from None
     except SettingsError as exc:
         raise ConfigurationError(f"invalid configuration: {exc}") from None

@@ -10,6 +10,7 @@ from celery import Task
 from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutdown
 
 from workers.celery_app import app
+from workers.celery_app import settings as app_settings
 from workers.dispatch import label
 from workers.errors import InvalidEvent, NotOurEvent
 from workers.events import parse_event_dict
@@ -18,7 +19,7 @@ from workers.metrics import build_observer, endpoint_for
 from workers.runtime import LazyRuntime
 from workers.settings import Settings
 
-settings: Settings = app.conf.notify_settings
+settings: Settings = app_settings
 
 
 def enqueue_delivery(notification_id: str, description: str) -> None:

@@ -44,7 +44,7 @@ def _email(name: str, settings: Settings) -> EmailProvider:
         return OutboxProvider(settings.outbox_dir, message_id_domain=settings.message_id_domain)
     if name == "mandrill":
         return MandrillProvider(
-            settings.mandrill_api_key,
+            settings.mandrill_api_key.get_secret_value(),
             base_url=settings.mandrill_base_url,
             timeout=settings.mandrill_timeout,
         )
@@ -53,7 +53,7 @@ def _email(name: str, settings: Settings) -> EmailProvider:
             settings.smtp_host,
             settings.smtp_port,
             username=settings.smtp_username,
-            password=settings.smtp_password,
+            password=settings.smtp_password.get_secret_value(),
             starttls=settings.smtp_starttls,
             implicit_tls=settings.smtp_ssl,
             timeout=settings.smtp_timeout,
@@ -68,7 +68,7 @@ def _sms(name: str, settings: Settings) -> SmsProvider:
     if name == "twilio":
         return TwilioProvider(
             settings.twilio_account_sid,
-            settings.twilio_auth_token,
+            settings.twilio_auth_token.get_secret_value(),
             base_url=settings.twilio_base_url,
             timeout=settings.twilio_timeout,
         )
