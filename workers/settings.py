@@ -77,6 +77,8 @@ class Settings(BaseSettings):
     retry_base: float = Field(default=2.0, gt=0)  # first retry after about this many seconds
     retry_cap: float = Field(default=900.0, gt=0)
     short_retry_limit: float = Field(default=30.0, ge=0)  # longer waits are scheduled via the ledger
+    # A provider refusing our key or account parks its rows this long, spending no attempts.
+    misconfigured_backoff: float = Field(default=900.0, gt=0)
 
     metrics_port: int = Field(default=0, ge=0, le=65535)  # 0: no metrics endpoint
     metrics_host: str = "127.0.0.1"  # 0.0.0.0 in a container, so Prometheus can reach it
