@@ -147,7 +147,23 @@ def test_misconfiguration_waits_long_and_rate_limits_do_not_burn_attempts(ledger
     limited = dispatcher.deliver(event.notification_id)
     assert limited.retry_in == pytest.approx(0.5)
     view = get_notification(ledger.engine, event.notification_id)
-    assert view is not None and view.attempts == 1
+    # Neither a bad key nor our own rate limit spends the notification's attempt budget.
+    assert view is not None and view.attempts == 0
+
+
+def test_misconfiguration_parks_the_row_and_never_makes_it_dead(ledger: Ledger) -> None:
+    refusals = [ProviderMisconfigured("Invalid_Key", provider="mandrill", code="Invalid_Key")] * 6
+    dispatcher, _ = make(ledger, ScriptedProvider(*refusals), policy=RetryPolicy(max_attempts=2, base=0.01))
+    event = parsed(basic_email())
+    dispatcher.accept(event)
+    for _ in refusals:
+        outcome = dispatcher.deliver(event.notification_id)
+        assert outcome.status is Status.RETRYING and outcome.retry_in == pytest.approx(900.0)
+    view = get_notification(ledger.engine, event.notification_id)
+    assert view is not None and view.status is Status.RETRYING and view.attempts == 0
+    assert "Invalid_Key" in (view.error or "")
+    # Once the key is fixed, the parked row goes out on its next turn.
+    assert dispatcher.deliver(event.notification_id).status is Status.SENT
 
 
 def test_a_bug_in_our_code_fails_with_its_reason_and_is_not_retried_into_dead(ledger: Ledger) -> None:

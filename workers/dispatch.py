@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
+from functools import partial
 from typing import Any, Literal, Protocol
 
 import structlog
@@ -15,6 +17,7 @@ from workers.compose import Composer
 from workers.errors import (
     GiveUp,
     InvalidEvent,
+    LedgerUnavailable,
     MaybeDelivered,
     NotOurEvent,
     ProviderMisconfigured,
@@ -24,7 +27,8 @@ from workers.errors import (
 )
 from workers.events import ParsedEvent, parse_event
 from workers.events.schema import KINDS
-from workers.ledger import AcceptResult, Claim, Ledger
+from workers.ledger import AcceptResult, Claim, Held, Ledger, Reason
+from workers.ledger.store import describe_error
 from workers.messages import Channel, Receipt, Status
 from workers.providers.base import EmailProvider, SmsProvider
 from workers.retry import RetryPolicy
@@ -48,13 +52,115 @@ class _Timer:
 
 
 @dataclass(frozen=True, slots=True)
+class Unrecorded:
+    """An outcome the ledger could not take (its database was away), kept to write again.
+
+    It travels in the deliver task's retry, so it holds ids, statuses and codes only: the claim
+    token, the provider's name and message id, the error's class and code; never an address or
+    a provider's free text.
+    """
+
+    token: str
+    status: Status
+    provider: str | None = None
+    provider_message_id: str | None = None
+    error_class: str | None = None
+    error_code: str | None = None
+    retry_in: float | None = None  # for `retrying`: the wait chosen when the answer came
+    counted: bool = True  # for `retrying`: whether the attempt counts against the budget
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "token": self.token,
+            "status": self.status.value,
+            "provider": self.provider,
+            "provider_message_id": self.provider_message_id,
+            "error_class": self.error_class,
+            "error_code": self.error_code,
+            "retry_in": self.retry_in,
+            "counted": self.counted,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Unrecorded:
+        """The outcome back from a task's arguments; ``ValueError`` names the field that is wrong."""
+
+        def text(name: str) -> str | None:
+            value = data.get(name)
+            if value is not None and not isinstance(value, str):
+                raise ValueError(f"unrecorded outcome: {name} must be a string, got {type(value).__name__}")
+            return value
+
+        token, status = text("token"), text("status")
+        if not token:
+            raise ValueError("unrecorded outcome: token is missing")
+        if status not in {s.value for s in _LATE_STATUSES}:
+            raise ValueError(f"unrecorded outcome: status {status!r} is not one a delivery ends in")
+        retry_in = data.get("retry_in")
+        if retry_in is not None and not isinstance(retry_in, int | float):
+            raise ValueError("unrecorded outcome: retry_in must be a number")
+        return cls(
+            token=token,
+            status=Status(status),
+            provider=text("provider"),
+            provider_message_id=text("provider_message_id"),
+            error_class=text("error_class"),
+            error_code=text("error_code"),
+            retry_in=float(retry_in) if retry_in is not None else None,
+            counted=bool(data.get("counted", True)),
+        )
+
+    @property
+    def reason(self) -> Reason:
+        """What the ledger says about a late failure: the class and code; the text is in the log."""
+        code = f" [code {self.error_code}]" if self.error_code else ""
+        return Reason(
+            self.error_class or "Error",
+            f"{self.error_class or 'Error'}{code} (written after a database outage; "
+            "the provider's full answer is in the worker log)",
+        )
+
+
+def _held(
+    claim: Claim,
+    status: Status,
+    provider: str | None,
+    exc: BaseException,
+    *,
+    retry_in: float | None = None,
+    counted: bool = True,
+) -> Unrecorded:
+    code = getattr(exc, "code", None)
+    return Unrecorded(
+        claim.token,
+        status,
+        provider=provider,
+        error_class=type(exc).__name__,
+        error_code=str(code) if code is not None else None,
+        retry_in=retry_in,
+        counted=counted,
+    )
+
+
+_LATE_STATUSES = frozenset({Status.SENT, Status.RETRYING, Status.FAILED, Status.DEAD, Status.UNKNOWN})
+FAILURES = frozenset({Status.FAILED, Status.DEAD})
+
+
+@dataclass(frozen=True, slots=True)
 class Outcome:
-    """What one deliver call did; ``retry_in`` is set when the next attempt should be scheduled."""
+    """What one deliver call did; ``retry_in`` is set when the next attempt should be scheduled.
+
+    ``unrecorded`` is set when the provider answered but the ledger could not take the outcome:
+    the caller writes it again (``Dispatcher.record_late``) and never sends again. ``reason`` is
+    the ledger's reason for a failure.
+    """
 
     notification_id: str
     status: Status | None  # None: another worker holds the row, or it is already done
     provider: str | None = None
     retry_in: float | None = None
+    reason: str | None = None
+    unrecorded: Unrecorded | None = None
 
 
 class Observer(Protocol):
@@ -164,8 +270,13 @@ class Dispatcher:
         enqueue: Enqueue,
         observer: Observer | None = None,
         on_maybe_delivered: Literal["retry", "unknown"] = "retry",
+        misconfigured_backoff: float = 900.0,
     ) -> None:
         self.observer: Observer = observer or NullObserver()
+        self.misconfigured_backoff = misconfigured_backoff
+        # Providers this process has already shouted about; a send they accept re-arms the shout.
+        self._shouted: set[str] = set()
+        self._shout_lock = threading.Lock()
         self.on_maybe_delivered = on_maybe_delivered
         self.ledger = ledger
         self.composer = composer
@@ -321,22 +432,29 @@ class Dispatcher:
         except MaybeDelivered as exc:
             if self.on_maybe_delivered == "unknown":
                 # Never risk a duplicate: park it for an operator, as if the worker had died mid-send.
-                self.ledger.record_failed(claim, exc, provider=exc.provider or None, status=Status.UNKNOWN)
+                provider = exc.provider or None
                 bound.warning("deliver.unknown", provider=exc.provider, error=str(exc))
-                outcome = Outcome(notification_id, Status.UNKNOWN, exc.provider or None)
+                outcome = self._write(
+                    Outcome(notification_id, Status.UNKNOWN, provider),
+                    _held(claim, Status.UNKNOWN, provider, exc),
+                    partial(self.ledger.record_failed, claim, exc, provider=provider, status=Status.UNKNOWN),
+                    bound,
+                )
             else:
                 outcome = self._retry(claim, exc, bound)
         except RetryLater as exc:
             outcome = self._retry(claim, exc, bound)
         except ProviderMisconfigured as exc:
-            # Loud, and slow to retry: a bad key fails every message until someone fixes it.
-            bound.error("deliver.misconfigured", provider=exc.provider, error=str(exc))
-            outcome = self._retry(claim, exc, bound, floor=self.policy.cap)
+            outcome = self._park(claim, exc, bound)
         except (GiveUp, TemplateError, InvalidEvent) as exc:
             provider = getattr(exc, "provider", None) or None
-            self.ledger.record_failed(claim, exc, provider=provider)
             bound.warning("deliver.failed", provider=provider, error_class=type(exc).__name__, error=str(exc))
-            outcome = Outcome(notification_id, Status.FAILED, provider)
+            outcome = self._write(
+                Outcome(notification_id, Status.FAILED, provider, reason=describe_error(exc)),
+                _held(claim, Status.FAILED, provider, exc),
+                partial(self.ledger.record_failed, claim, exc, provider=provider),
+                bound,
+            )
         except Exception as exc:
             # A bug of ours, not a provider's answer: the same code would fail the same way on every
             # retry, and ending `dead` would say the provider was down. It fails, with the reason,
@@ -345,12 +463,127 @@ class Dispatcher:
             self.ledger.record_failed(claim, exc, provider=None)
             outcome = Outcome(notification_id, Status.FAILED, None)
         else:
-            self.ledger.record_sent(claim, receipt)
-            bound.info(
-                "deliver.sent", provider=receipt.provider, provider_message_id=receipt.provider_message_id
+            with self._shout_lock:
+                self._shouted.discard(receipt.provider)
+            outcome = self._write(
+                Outcome(notification_id, Status.SENT, receipt.provider),
+                Unrecorded(
+                    claim.token,
+                    Status.SENT,
+                    provider=receipt.provider,
+                    provider_message_id=receipt.provider_message_id,
+                ),
+                lambda: self.ledger.record_sent(claim, receipt),
+                bound,
             )
-            outcome = Outcome(notification_id, Status.SENT, receipt.provider)
+            if outcome.unrecorded is None:
+                bound.info(
+                    "deliver.sent",
+                    provider=receipt.provider,
+                    provider_message_id=receipt.provider_message_id,
+                )
         return outcome
+
+    @staticmethod
+    def _write(
+        outcome: Outcome,
+        held: Unrecorded,
+        write: Callable[[], object],
+        bound: structlog.typing.FilteringBoundLogger,
+    ) -> Outcome:
+        """Write an outcome; if the database is away, hand it back unrecorded to be written again."""
+        try:
+            write()
+        except LedgerUnavailable as exc:
+            # The provider's answer is in hand: losing it would leave the row to go `unknown`.
+            bound.error(
+                "deliver.unrecorded",
+                status=held.status.value,
+                provider=held.provider,
+                provider_message_id=held.provider_message_id,
+                error=str(exc),
+            )
+            return Outcome(
+                outcome.notification_id,
+                outcome.status,
+                outcome.provider,
+                retry_in=outcome.retry_in,
+                reason=held.reason.text if outcome.reason is not None else None,
+                unrecorded=held,
+            )
+        return outcome
+
+    def record_late(self, notification_id: str, held: Unrecorded) -> Outcome:
+        """Write an outcome that could not be written when the provider answered; never sends.
+
+        Raises ``LedgerUnavailable`` while the database is still away. A row another path has
+        moved on since (an operator's discard) is left alone, as for any late answer.
+        """
+        claim = Held(notification_id, held.token)
+        provider = held.provider
+        reason: str | None = None
+        if held.status is Status.SENT:
+            written = self.ledger.record_sent(claim, Receipt(provider or "", held.provider_message_id))
+        elif held.status is Status.RETRYING:
+            wait = held.retry_in if held.retry_in is not None else self.policy.base
+            written = self.ledger.record_retry(
+                claim,
+                held.reason,
+                provider=provider,
+                next_attempt_at=self.ledger.clock() + timedelta(seconds=wait),
+                counted=held.counted,
+            )
+        else:
+            reason = held.reason.text
+            written = self.ledger.record_failed(claim, held.reason, provider=provider, status=held.status)
+        log.warning(
+            "deliver.recorded_late",
+            notification_id=notification_id,
+            status=held.status.value,
+            provider=provider,
+            provider_message_id=held.provider_message_id,
+            written=written,
+        )
+        retry_in = held.retry_in if held.status is Status.RETRYING else None
+        return Outcome(notification_id, held.status, provider, retry_in=retry_in, reason=reason)
+
+    def _park(
+        self, claim: Claim, exc: ProviderMisconfigured, bound: structlog.typing.FilteringBoundLogger
+    ) -> Outcome:
+        """A provider refused our credentials or account: park the row, spending none of its budget.
+
+        Every message would fail the same way until someone fixes the configuration, so the row
+        waits ``NOTIFY_MISCONFIGURED_BACKOFF`` as `retrying`, its attempt given back, and is never
+        made `dead` by it. The log shouts once per provider (again after it next accepts a send);
+        `notify health` reports the parked rows.
+        """
+        provider = exc.provider or None
+        with self._shout_lock:
+            first = (exc.provider or "?") not in self._shouted
+            self._shouted.add(exc.provider or "?")
+        if first:
+            bound.error(
+                "provider.misconfigured",
+                provider=exc.provider,
+                code=exc.code,
+                error=str(exc),
+                parked_for=self.misconfigured_backoff,
+            )
+        else:
+            bound.info("deliver.parked", provider=exc.provider, code=exc.code)
+        wait = self.misconfigured_backoff
+        return self._write(
+            Outcome(claim.notification_id, Status.RETRYING, provider, retry_in=wait),
+            _held(claim, Status.RETRYING, provider, exc, retry_in=wait, counted=False),
+            lambda: self.ledger.record_retry(
+                claim,
+                exc,
+                provider=provider,
+                next_attempt_at=self.ledger.clock() + timedelta(seconds=wait),
+                counted=False,
+            ),
+            bound,
+        )
 
     def _send(self, claim: Claim, timer: _Timer) -> Receipt:
         if claim.channel is Channel.SMS:
@@ -366,14 +599,10 @@ class Dispatcher:
         claim: Claim,
         exc: BaseException,
         bound: structlog.typing.FilteringBoundLogger,
-        *,
-        floor: float | None = None,
     ) -> Outcome:
         provider = getattr(exc, "provider", None) or None
         counted = not isinstance(exc, RateLimited)
         retry_after = getattr(exc, "retry_after", None)
-        if floor is not None:
-            retry_after = max(retry_after or 0.0, floor)
         now = self.ledger.clock()
         age = (now - claim.cycle_started_at).total_seconds()
         if counted:
@@ -381,16 +610,24 @@ class Dispatcher:
         else:
             wait = retry_after if retry_after is not None else self.policy.base
         if wait is None:
-            self.ledger.record_failed(claim, exc, provider=provider, status=Status.DEAD)
             bound.warning("deliver.dead", provider=provider, error_class=type(exc).__name__)
-            return Outcome(claim.notification_id, Status.DEAD, provider)
-        self.ledger.record_retry(
-            claim, exc, provider=provider, next_attempt_at=now + timedelta(seconds=wait), counted=counted
-        )
+            return self._write(
+                Outcome(claim.notification_id, Status.DEAD, provider, reason=describe_error(exc)),
+                _held(claim, Status.DEAD, provider, exc),
+                lambda: self.ledger.record_failed(claim, exc, provider=provider, status=Status.DEAD),
+                bound,
+            )
         bound.info(
             "deliver.retry", provider=provider, error_class=type(exc).__name__, retry_in=round(wait, 3)
         )
-        return Outcome(claim.notification_id, Status.RETRYING, provider, retry_in=wait)
+        return self._write(
+            Outcome(claim.notification_id, Status.RETRYING, provider, retry_in=wait),
+            _held(claim, Status.RETRYING, provider, exc, retry_in=wait, counted=counted),
+            lambda: self.ledger.record_retry(
+                claim, exc, provider=provider, next_attempt_at=now + timedelta(seconds=wait), counted=counted
+            ),
+            bound,
+        )
 
     # -- sweeper ----------------------------------------------------------------------------
 

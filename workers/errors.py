@@ -114,3 +114,26 @@ class GiveUp(DeliveryError):
 
 class ProviderMisconfigured(DeliveryError):
     """Fix the configuration: bad API key or credentials; retrying would only burn the budget."""
+
+
+class LedgerUnavailable(NotifyError):
+    """Retry the ledger write later: its database refused or dropped the connection.
+
+    Raised for a blip (connection refused, terminated, closed), never for a bug in a statement;
+    the caller keeps what it was about to write and tries the write again.
+    """
+
+
+class DeliveryFailed(NotifyError):
+    """Look at the ledger: the notification ended ``failed`` or ``dead``; never retried by the queue.
+
+    Raised by the deliver task after the outcome is in the ledger, so that Flower and Celery's task
+    events show a failed task; the message is the ledger's reason (ids and provider codes, no
+    personal data).
+    """
+
+    def __init__(self, notification_id: str, status: str, reason: str) -> None:
+        self.notification_id = notification_id
+        self.status = status
+        self.reason = reason
+        super().__init__(f"notification {notification_id} {status}: {reason}")

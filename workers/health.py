@@ -191,12 +191,56 @@ PROVIDER_CHECKS: dict[str, Callable[[Settings], Check]] = {
 }
 
 
+def check_parked(settings: Settings) -> list[Check]:
+    """A FAIL per provider whose refusal of our key or account has parked notifications.
+
+    The worker parks such rows as `retrying` with the provider's error (see ``Dispatcher._park``);
+    the ledger is what every worker process shares, so it is what tells. An unreachable database
+    is the database check's to report.
+    """
+    from sqlalchemy import func, select
+
+    from workers.ledger import make_engine
+    from workers.ledger.models import Notification
+    from workers.messages import Status
+    from workers.providers.redact import redact
+
+    n = Notification
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        with engine.connect() as conn:
+            parked = conn.execute(
+                select(n.provider, func.count(), func.max(n.error))
+                # A parked row is claimed again at each turn: `sending` for that moment, error kept.
+                .where(
+                    n.status.in_([Status.RETRYING.value, Status.SENDING.value]),
+                    n.error.like("ProviderMisconfigured%"),
+                )
+                .group_by(n.provider)
+                .order_by(n.provider)
+            ).all()
+    except Exception:
+        return []
+    finally:
+        engine.dispose()
+    return [
+        Check(
+            f"provider {provider or '?'}",
+            False,
+            f"misconfigured, {count} notification(s) parked until it is fixed: {redact(error or '')}",
+        )
+        for provider, count, error in parked
+    ]
+
+
 def run_checks(settings: Settings, *, providers: bool = True) -> list[Check]:
     checks = [check_settings(settings), check_broker(settings), check_database(settings)]
     # Each configured provider once, in chain order (outbox may serve both channels). A container's
     # liveness check leaves them out: a provider outage is not a reason to restart the worker.
     for name in dict.fromkeys((*settings.email_provider, *settings.sms_provider)) if providers else ():
         checks.append(PROVIDER_CHECKS[name](settings))
+    if providers:
+        checks.extend(check_parked(settings))
     if settings.rate_limits:
         checks.append(
             check_rate_limiter(settings)

@@ -66,6 +66,7 @@ def build_runtime(
         policy=RetryPolicy.from_settings(settings),
         enqueue=enqueue,
         on_maybe_delivered=settings.on_maybe_delivered,
+        misconfigured_backoff=settings.misconfigured_backoff,
         observer=observer,
     )
     return Runtime(settings, engine, ledger, templates, dispatcher, limiter)

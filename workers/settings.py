@@ -110,6 +110,8 @@ class Settings(BaseSettings):
     retry_cap: Seconds = 900.0
     # Longer waits are scheduled via the ledger.
     short_retry_limit: float = Field(default=30.0, ge=0, le=YEAR, allow_inf_nan=False)
+    # A provider refusing our key or account parks its rows this long, spending no attempts.
+    misconfigured_backoff: Seconds = 900.0
 
     metrics_port: int = Field(default=0, ge=0, le=65535)  # 0: no metrics endpoint
     metrics_host: str = "127.0.0.1"  # 0.0.0.0 in a container, so Prometheus can reach it

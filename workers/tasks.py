@@ -3,23 +3,31 @@
 from __future__ import annotations
 
 import gc
+import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NoReturn
 
+import structlog
 from celery import Task
 from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutdown
 
 from workers.celery_app import app
 from workers.celery_app import settings as app_settings
-from workers.dispatch import label
-from workers.errors import InvalidEvent, NotOurEvent
+from workers.dispatch import FAILURES, Unrecorded, label
+from workers.errors import DeliveryFailed, InvalidEvent, LedgerUnavailable, NotOurEvent
 from workers.events import parse_event_dict
 from workers.ledger.store import ResendResult
 from workers.metrics import build_observer, endpoint_for
+from workers.providers.redact import redact
 from workers.runtime import LazyRuntime
 from workers.settings import Settings
 
 settings: Settings = app_settings
+log = structlog.get_logger("workers.tasks")
+
+# Waits between tries of a ledger write while its database is away: short, doubling, capped.
+LEDGER_RETRY_FIRST = 0.5
+LEDGER_RETRY_CAP = 10.0
 
 
 def enqueue_delivery(notification_id: str, description: str) -> None:
@@ -89,14 +97,108 @@ def submit_event(event: Mapping[str, Any]) -> None:
     accept.apply_async((dict(event),), argsrepr=repr(description), kwargsrepr="{}")
 
 
-@app.task(name="notifications.deliver", bind=True, ignore_result=True, max_retries=None)
-def deliver(self: Task, notification_id: str) -> dict[str, str | None]:
-    outcome = runtime.get().dispatcher.deliver(notification_id)
+@app.task(
+    name="notifications.deliver",
+    bind=True,
+    ignore_result=True,
+    max_retries=None,
+    # Expected: logged by Celery at INFO without a traceback, shown by Flower as a failed task,
+    # acked (task_acks_on_failure_or_timeout) and never retried.
+    throws=(DeliveryFailed,),
+)
+def deliver(
+    self: Task,
+    notification_id: str,
+    unrecorded: Mapping[str, Any] | None = None,
+    ledger_down_since: float | None = None,
+) -> dict[str, str | None]:
+    """Deliver one notification; with ``unrecorded``, only write the outcome a provider already gave.
+
+    ``unrecorded`` is set by this task's own retry when the ledger could not take an outcome:
+    the retry writes it and never sends again.
+    """
+    dispatcher = runtime.get().dispatcher
+    try:
+        if unrecorded is not None:
+            outcome = dispatcher.record_late(notification_id, Unrecorded.from_dict(unrecorded))
+        else:
+            outcome = dispatcher.deliver(notification_id)
+    except ValueError as exc:
+        # Only a hand-made message carries a malformed outcome: say so and drop it.
+        log.error("deliver.bad_arguments", notification_id=notification_id, error=str(exc))
+        return {"id": notification_id, "status": "skipped"}
+    except LedgerUnavailable as exc:
+        # Before a send (the claim) nothing went out; after one, `unrecorded` is the outcome.
+        held = Unrecorded.from_dict(unrecorded) if unrecorded is not None else None
+        _retry_ledger_write(self, notification_id, held, ledger_down_since, exc)
+    if outcome.unrecorded is not None:
+        _retry_ledger_write(self, notification_id, outcome.unrecorded, ledger_down_since, None)
+    if outcome.status in FAILURES:
+        # After the ledger has it: the task fails, so Flower shows it failed, with the reason.
+        raise DeliveryFailed(notification_id, outcome.status.value, redact(outcome.reason or "no reason"))
     if outcome.retry_in is not None and outcome.retry_in <= settings.short_retry_limit:
         # Short waits ride on the broker; longer ones are picked up by the sweeper from the ledger,
         # so no worker holds minutes-long ETA messages.
-        raise self.retry(countdown=outcome.retry_in, max_retries=None)
+        raise self.retry(
+            args=(notification_id,),
+            kwargs={},
+            countdown=outcome.retry_in,
+            max_retries=None,
+            **_description(self, notification_id),
+        )
     return {"id": notification_id, "status": outcome.status.value if outcome.status else "skipped"}
+
+
+def _description(task: Task, notification_id: str) -> dict[str, str]:
+    """The retry's ``argsrepr``: the one the task was sent with (Celery's retry drops it)."""
+    argsrepr = getattr(task.request, "argsrepr", None)
+    if not isinstance(argsrepr, str) or not argsrepr:
+        argsrepr = repr(label(notification_id, None, "retry"))
+    return {"argsrepr": argsrepr, "kwargsrepr": "{}"}
+
+
+def _retry_ledger_write(
+    task: Task,
+    notification_id: str,
+    held: Unrecorded | None,
+    down_since: float | None,
+    error: LedgerUnavailable | None,
+) -> NoReturn:
+    """Try again soon: the write of ``held`` (never the send), or the whole delivery if nothing went out.
+
+    Keeps trying for twice ``NOTIFY_SENDING_TIMEOUT``, so the outcome outlasts the sweeper's
+    wait before it would call the row `unknown`; past that, the log line is the record.
+    """
+    now = time.time()
+    since = down_since if down_since is not None else now
+    retries = int(task.request.retries or 0)
+    fields = {
+        "notification_id": notification_id,
+        "status": held.status.value if held else None,
+        "provider": held.provider if held else None,
+        "provider_message_id": held.provider_message_id if held else None,
+        "error": str(error) if error else None,
+    }
+    if now - since > 2 * settings.sending_timeout:
+        log.error("deliver.ledger_gave_up", down_for=round(now - since, 1), **fields)
+        if held is None:
+            # Nothing was sent: the row is still `queued`/`retrying`, and the sweeper brings it back.
+            raise LedgerUnavailable(f"notification {notification_id}: the ledger stayed away")
+        raise LedgerUnavailable(
+            f"notification {notification_id}: outcome {held.status.value} could not be written"
+        )
+    wait = min(LEDGER_RETRY_CAP, LEDGER_RETRY_FIRST * 2.0 ** min(retries, 16))
+    log.warning("deliver.ledger_retry", retry_in=wait, **fields)
+    raise task.retry(
+        args=(notification_id,),
+        kwargs={
+            "unrecorded": held.as_dict() if held else None,
+            "ledger_down_since": since,
+        },
+        countdown=wait,
+        max_retries=None,
+        **_description(task, notification_id),
+    )
 
 
 @app.task(name="notifications.resend", ignore_result=True)

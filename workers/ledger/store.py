@@ -32,8 +32,10 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.sql.elements import ColumnElement
 
+from workers.errors import LedgerUnavailable
 from workers.events import ParsedEvent
 from workers.ledger import states
 from workers.ledger.models import Attempt, Notification
@@ -97,6 +99,19 @@ class Claim:
     occurred_at: datetime | None
 
 
+@dataclass(frozen=True, slots=True)
+class Held:
+    """The claim behind an outcome that still has to be written: the row's id and its claim token."""
+
+    notification_id: str
+    token: str
+
+
+def _unavailable(exc: DBAPIError) -> bool:
+    """Whether ``exc`` is the database being away (worth retrying the write), not a bad statement."""
+    return isinstance(exc, (OperationalError, InterfaceError)) or bool(exc.connection_invalidated)
+
+
 class ResendResult(StrEnum):
     QUEUED = "queued"
     NOT_FOUND = "not-found"
@@ -111,7 +126,21 @@ class DiscardResult(StrEnum):
     REFUSED = "refused"
 
 
-def describe_error(error: BaseException) -> str:
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """An outcome's error known only by its class name and text (recalled after a failed write)."""
+
+    error_class: str
+    text: str
+
+
+def _error_class(error: BaseException | Reason) -> str:
+    return error.error_class if isinstance(error, Reason) else type(error).__name__
+
+
+def describe_error(error: BaseException | Reason) -> str:
+    if isinstance(error, Reason):
+        return error.text if len(error.text) <= MAX_ERROR_CHARS else error.text[: MAX_ERROR_CHARS - 1] + "…"
     text = f"{type(error).__name__}: {error}"
     code = getattr(error, "code", None)
     if code and str(code) not in text:
@@ -453,7 +482,18 @@ class Ledger:
     # -- delivery ---------------------------------------------------------------------------
 
     def claim(self, notification_id: str) -> Claim | None:
-        """Atomically take a row for one attempt (``-> sending``); None if another worker has it."""
+        """Atomically take a row for one attempt (``-> sending``); None if another worker has it.
+
+        Raises ``LedgerUnavailable`` when the database is away: nothing was claimed or sent.
+        """
+        try:
+            return self._claim(notification_id)
+        except DBAPIError as exc:
+            if _unavailable(exc):
+                raise LedgerUnavailable(f"claim of {notification_id}: {type(exc.orig).__name__}") from exc
+            raise
+
+    def _claim(self, notification_id: str) -> Claim | None:
         now = self.clock()
         token = secrets.token_hex(8)
         params = {"b_id": notification_id, "b_token": token, "b_now": now}
@@ -491,14 +531,37 @@ class Ledger:
 
     def _finish(
         self,
-        claim: Claim,
+        claim: Claim | Held,
         target: Status,
         *,
         origins: set[Status],
         values: dict[str, Any],
         outcome: str,
         provider: str | None,
-        error: BaseException | None,
+        error: BaseException | Reason | None,
+    ) -> bool:
+        """One outcome's write; ``LedgerUnavailable`` when the database is away, so it can be retried."""
+        try:
+            return self._finish_now(
+                claim, target, origins=origins, values=values, outcome=outcome, provider=provider, error=error
+            )
+        except DBAPIError as exc:
+            if _unavailable(exc):
+                raise LedgerUnavailable(
+                    f"{target.value} of {claim.notification_id}: {type(exc.orig).__name__}"
+                ) from exc
+            raise
+
+    def _finish_now(
+        self,
+        claim: Claim | Held,
+        target: Status,
+        *,
+        origins: set[Status],
+        values: dict[str, Any],
+        outcome: str,
+        provider: str | None,
+        error: BaseException | Reason | None,
     ) -> bool:
         now = self.clock()
         n = Notification
@@ -523,7 +586,7 @@ class Ledger:
             params = {**keys, **{f"b_{name}": values[name] for name in names}}
         attempt = {
             "b_provider": provider,
-            "b_error_class": type(error).__name__ if error else None,
+            "b_error_class": _error_class(error) if error else None,
             "b_error_message": describe_error(error)[:MAX_ERROR_CHARS] if error else None,
         }
         if params and self._one_trip:
@@ -539,7 +602,7 @@ class Ledger:
             )
         return bool(moved)
 
-    def record_sent(self, claim: Claim, receipt: Receipt) -> bool:
+    def record_sent(self, claim: Claim | Held, receipt: Receipt) -> bool:
         return self._finish(
             claim,
             Status.SENT,
@@ -557,8 +620,8 @@ class Ledger:
 
     def record_retry(
         self,
-        claim: Claim,
-        error: BaseException,
+        claim: Claim | Held,
+        error: BaseException | Reason,
         *,
         provider: str | None,
         next_attempt_at: datetime,
@@ -583,7 +646,12 @@ class Ledger:
         )
 
     def record_failed(
-        self, claim: Claim, error: BaseException, *, provider: str | None, status: Status = Status.FAILED
+        self,
+        claim: Claim | Held,
+        error: BaseException | Reason,
+        *,
+        provider: str | None,
+        status: Status = Status.FAILED,
     ) -> bool:
         """``sending -> failed`` (refused for good), ``-> dead`` (retry budget spent) or ``-> unknown``
         (the provider may have it and nobody can tell: an operator decides)."""
