@@ -66,7 +66,9 @@ _HTML_ITEM = (
 _HTML_IMAGE = (
     '<td width="72" valign="top" style="padding-right:12px;">'
     '<img src="{program_image}" alt="{program_name}" width="64" height="64" '
-    'style="display:block;border:0;border-radius:4px;"></td>\n'
+    'style="display:block;width:64px;height:64px;border:0;border-radius:4px;background-color:#e5e7eb;'
+    'font-family:Helvetica,Arial,sans-serif;font-size:11px;line-height:14px;color:#374151;overflow:hidden;">'
+    "</td>\n"
 )
 # One mention in the bulk text part; keep in step with templates/mention-notification-bulk/text.hbs.
 _TEXT_ITEM = (
