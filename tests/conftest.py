@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -52,10 +54,25 @@ def require_service(name: str) -> None:
     pytest.skip(f"{message} (start it to run this test)")
 
 
+def require_docker() -> None:
+    """Skip (or, under CI=true, fail) when no Docker daemon answers: tests/docker run the image."""
+    docker = shutil.which("docker")
+    if docker is None:
+        reason = "the docker command is not installed"
+    else:
+        probe = subprocess.run([docker, "info"], capture_output=True, text=True, timeout=60)
+        if probe.returncode == 0:
+            return
+        reason = "no Docker daemon answers `docker info`"
+    if IN_CI:
+        pytest.fail(f"{reason}; CI must run the image tests (.ci/run starts one)", pytrace=False)
+    pytest.skip(f"{reason} (../shared/tools/docker-local.sh up, or -m 'not docker')")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # Service markers double as requirements, checked before the test body runs.
     for item in items:
-        for name in SERVICES:
+        for name in (*SERVICES, "docker"):
             if item.get_closest_marker(name):
                 item.fixturenames.insert(0, f"_needs_{name}")
 
@@ -73,6 +90,11 @@ def _needs_redis() -> None:
 @pytest.fixture
 def _needs_postgres() -> None:
     require_service("postgres")
+
+
+@pytest.fixture(scope="session")
+def _needs_docker() -> None:
+    require_docker()
 
 
 @pytest.fixture

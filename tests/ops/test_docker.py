@@ -1,18 +1,14 @@
 """docker/: the compose file's structure and environment names, and the image's non-root health-checked shape.
 
-Docker's engine is not on the development machines; `docker compose config` runs only where the
-compose plugin is installed, and is skipped with the reason elsewhere.
+These read the files only, with no Docker engine; tests/docker build and run the image and check both
+compose files with docker-compose itself.
 """
 
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
-from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from tests.conftest import ROOT
@@ -91,37 +87,11 @@ def test_the_image_is_multi_stage_non_root_and_health_checked() -> None:
     assert user and not user[-1].startswith(("root", "0"))
     assert "HEALTHCHECK" in keywords and 'CMD ["notify", "health", "--no-providers"]' in text
     assert 'ENTRYPOINT ["notify"]' in text
-    assert "pip wheel" in text and "--no-index" in text
+    # Debian's engine has the classic builder only: no BuildKit-only syntax.
+    code = "\n".join(line for line in text.splitlines() if not line.startswith("#"))
+    assert not text.startswith("# syntax=") and "--mount" not in code and "<<" not in code
+    assert "ARG PYTHON=python:3.11-slim-bookworm" in text
+    assert "COPY --from=build /opt/notify /opt/notify" in text
     for copied in re.findall(r"^COPY (\S+)", text, flags=re.MULTILINE):
         if not copied.startswith("--"):
             assert (ROOT / copied).exists(), copied
-
-
-def _compose_plugin() -> str | None:
-    docker = shutil.which("docker")
-    if docker is None:
-        return None
-    probe = subprocess.run([docker, "compose", "version"], capture_output=True, text=True)
-    return docker if probe.returncode == 0 else None
-
-
-@pytest.mark.skipif(
-    _compose_plugin() is None, reason="docker compose is not installed here (no compose plugin)"
-)
-def test_docker_compose_config_accepts_the_file(tmp_path: Path) -> None:
-    env = {
-        "PATH": "/usr/local/bin:/usr/bin:/bin",
-        "HOME": str(tmp_path),
-        "NOTIFY_FLOWER_USER": "ops",
-        "NOTIFY_FLOWER_PASSWORD": "secret",
-        "POSTGRES_PASSWORD": "secret",
-        "RABBITMQ_DEFAULT_PASS": "secret",
-    }
-    done = subprocess.run(
-        ["docker", "compose", "-f", str(DOCKER / "compose.yaml"), "config", "--quiet"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
