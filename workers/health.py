@@ -206,7 +206,10 @@ def check_parked(settings: Settings) -> list[Check]:
     from workers.providers.redact import redact
 
     n = Notification
-    engine = make_engine(settings.resolved_database_url)
+    try:
+        engine = make_engine(settings.resolved_database_url)
+    except Exception:
+        return []
     try:
         with engine.connect() as conn:
             parked = conn.execute(
@@ -239,7 +242,9 @@ def run_checks(settings: Settings, *, providers: bool = True) -> list[Check]:
     # liveness check leaves them out: a provider outage is not a reason to restart the worker.
     for name in dict.fromkeys((*settings.email_provider, *settings.sms_provider)) if providers else ():
         checks.append(PROVIDER_CHECKS[name](settings))
-    if providers:
+    # Parked rows are read from the ledger: only when the database check found it usable (a bad
+    # NOTIFY_DATABASE_URL is that check's FAIL line, not an error of this one).
+    if providers and checks[2].ok:
         checks.extend(check_parked(settings))
     if settings.rate_limits:
         checks.append(

@@ -41,7 +41,10 @@ def test_the_demo_delivers_every_sample_event_and_rejects_the_invalid_one(image:
         for path in (ROOT / "examples").rglob("*")
         if path.suffix in {".json", ".pb"}
     )
-    table = dict(re.findall(r"^(\S+\.(?:json|pb))\s+(\w+)\s", done.stdout, flags=re.MULTILINE))
+    # Columns: event file, event type, status, result.
+    table = dict(
+        re.findall(r"^(\S+\.(?:json|pb))\s+events\.\w+\s+(\w+)\s", done.stdout, flags=re.MULTILINE)
+    )
     assert sorted(table) == samples, done.stdout
     for sample, status in table.items():
         assert status == ("rejected" if sample.startswith("invalid/") else "sent"), (sample, done.stdout)
