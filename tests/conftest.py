@@ -15,6 +15,8 @@ import pytest
 
 from workers.ledger import Ledger, make_engine
 from workers.ledger.migrate import upgrade
+from workers.testing.mandrill_server import MandrillServer
+from workers.testing.twilio_server import TwilioServer
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -136,3 +138,18 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'ledger.db'}"
     return str(request.getfixturevalue("postgres_url"))
+
+
+# The local Mandrill and Twilio servers, for every suite that drives a provider over HTTP.
+@pytest.fixture
+def mandrill_server() -> Iterator[MandrillServer]:
+    with MandrillServer(api_keys={"test-key"}) as server:
+        assert isinstance(server, MandrillServer)
+        yield server
+
+
+@pytest.fixture
+def twilio_server() -> Iterator[TwilioServer]:
+    with TwilioServer() as server:
+        assert isinstance(server, TwilioServer)
+        yield server

@@ -11,7 +11,6 @@ OpenAPI description (twilio_api_v2010.json from github.com/twilio/twilio-oai, MI
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from email.message import EmailMessage as MimeMessage
 from pathlib import Path
 from typing import Any
@@ -67,20 +66,6 @@ def twilio_oai_schema() -> dict[str, Any]:
     form = operation["requestBody"]["content"]["application/x-www-form-urlencoded"]
     schema: dict[str, Any] = form["schema"]
     return schema
-
-
-@pytest.fixture
-def mandrill_server() -> Iterator[MandrillServer]:
-    with MandrillServer(api_keys={"test-key"}) as server:
-        assert isinstance(server, MandrillServer)
-        yield server
-
-
-@pytest.fixture
-def twilio_server() -> Iterator[TwilioServer]:
-    with TwilioServer() as server:
-        assert isinstance(server, TwilioServer)
-        yield server
 
 
 # --- SMTP: IDN, 8BITMIME, SMTPUTF8, Message-ID --------------------------------------------------

@@ -191,20 +191,6 @@ class OutboxHarness(EmailHarness):
 
 
 @pytest.fixture
-def mandrill_server() -> Iterator[MandrillServer]:
-    with MandrillServer(api_keys={"test-key"}) as server:
-        assert isinstance(server, MandrillServer)
-        yield server
-
-
-@pytest.fixture
-def twilio_server() -> Iterator[TwilioServer]:
-    with TwilioServer() as server:
-        assert isinstance(server, TwilioServer)
-        yield server
-
-
-@pytest.fixture
 def smtp_server() -> Iterator[SmtpServer]:
     with SmtpServer() as server:
         yield server

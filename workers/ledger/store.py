@@ -10,7 +10,8 @@ import functools
 import hashlib
 import json
 import secrets
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -107,9 +108,16 @@ class Held:
     token: str
 
 
-def _unavailable(exc: DBAPIError) -> bool:
-    """Whether ``exc`` is the database being away (worth retrying the write), not a bad statement."""
-    return isinstance(exc, (OperationalError, InterfaceError)) or bool(exc.connection_invalidated)
+@contextmanager
+def _away_is_retryable(what: str) -> Iterator[None]:
+    """Raise ``LedgerUnavailable`` when the database is away (worth retrying the write); a bad
+    statement's error passes unchanged."""
+    try:
+        yield
+    except DBAPIError as exc:
+        if isinstance(exc, (OperationalError, InterfaceError)) or exc.connection_invalidated:
+            raise LedgerUnavailable(f"{what}: {type(exc.orig).__name__}") from exc
+        raise
 
 
 class ResendResult(StrEnum):
@@ -486,12 +494,8 @@ class Ledger:
 
         Raises ``LedgerUnavailable`` when the database is away: nothing was claimed or sent.
         """
-        try:
+        with _away_is_retryable(f"claim of {notification_id}"):
             return self._claim(notification_id)
-        except DBAPIError as exc:
-            if _unavailable(exc):
-                raise LedgerUnavailable(f"claim of {notification_id}: {type(exc.orig).__name__}") from exc
-            raise
 
     def _claim(self, notification_id: str) -> Claim | None:
         now = self.clock()
@@ -541,28 +545,6 @@ class Ledger:
         error: BaseException | Reason | None,
     ) -> bool:
         """One outcome's write; ``LedgerUnavailable`` when the database is away, so it can be retried."""
-        try:
-            return self._finish_now(
-                claim, target, origins=origins, values=values, outcome=outcome, provider=provider, error=error
-            )
-        except DBAPIError as exc:
-            if _unavailable(exc):
-                raise LedgerUnavailable(
-                    f"{target.value} of {claim.notification_id}: {type(exc.orig).__name__}"
-                ) from exc
-            raise
-
-    def _finish_now(
-        self,
-        claim: Claim | Held,
-        target: Status,
-        *,
-        origins: set[Status],
-        values: dict[str, Any],
-        outcome: str,
-        provider: str | None,
-        error: BaseException | Reason | None,
-    ) -> bool:
         now = self.clock()
         n = Notification
         assert all(states.allowed(origin, target) for origin in origins), (origins, target)
@@ -589,18 +571,19 @@ class Ledger:
             "b_error_class": _error_class(error) if error else None,
             "b_error_message": describe_error(error)[:MAX_ERROR_CHARS] if error else None,
         }
-        if params and self._one_trip:
-            one_trip = self._finish_one_trip_stmt(target, origins, tuple(sorted(values)))
-            with self._single.connect() as conn:
-                moved = conn.execute(one_trip, {**params, **attempt, "b_outcome": outcome}).scalar_one()
+        with _away_is_retryable(f"{target.value} of {claim.notification_id}"):
+            if params and self._one_trip:
+                one_trip = self._finish_one_trip_stmt(target, origins, tuple(sorted(values)))
+                with self._single.connect() as conn:
+                    moved = conn.execute(one_trip, {**params, **attempt, "b_outcome": outcome}).scalar_one()
+                return bool(moved)
+            with self.engine.begin() as conn:
+                moved = conn.execute(move, params).rowcount if params else conn.execute(move).rowcount
+                conn.execute(
+                    self._finish_attempt_stmt,
+                    {**keys, **attempt, "b_outcome": outcome if moved else f"{outcome} (late)"},
+                )
             return bool(moved)
-        with self.engine.begin() as conn:
-            moved = conn.execute(move, params).rowcount if params else conn.execute(move).rowcount
-            conn.execute(
-                self._finish_attempt_stmt,
-                {**keys, **attempt, "b_outcome": outcome if moved else f"{outcome} (late)"},
-            )
-        return bool(moved)
 
     def record_sent(self, claim: Claim | Held, receipt: Receipt) -> bool:
         return self._finish(
