@@ -54,13 +54,15 @@ def _time(value: Any, field: str) -> datetime:
     return parsed
 
 
-def _text(data: Mapping[str, Any], field: str, *, optional: bool = False) -> str | None:
+def _text(data: Mapping[str, Any], field: str) -> str:
     value = data.get(field)
-    if value is None and optional:
-        return None
     if not isinstance(value, str) or not value:
         raise ValueError(f"{field}: expected a non-empty string")
     return value
+
+
+def _optional_text(data: Mapping[str, Any], field: str) -> str | None:
+    return None if data.get(field) is None else _text(data, field)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,16 +99,16 @@ class DeliveryReceipt:
     def from_task(cls, data: Mapping[str, Any]) -> DeliveryReceipt:
         suppress = data.get("suppress")
         return cls(
-            provider=str(_text(data, "provider")),
-            provider_event_id=str(_text(data, "provider_event_id")),
-            provider_message_id=str(_text(data, "provider_message_id")),
+            provider=_text(data, "provider"),
+            provider_event_id=_text(data, "provider_event_id"),
+            provider_message_id=_text(data, "provider_message_id"),
             channel=Channel(_text(data, "channel")),
-            raw_status=str(_text(data, "raw_status")),
+            raw_status=_text(data, "raw_status"),
             effect=ReceiptEffect(_text(data, "effect")),
             occurred_at=_time(data.get("occurred_at"), "occurred_at"),
-            error_code=_text(data, "error_code", optional=True),
+            error_code=_optional_text(data, "error_code"),
             suppress=SuppressionReason(suppress) if suppress is not None else None,
-            recipient_key=_text(data, "recipient_key", optional=True),
+            recipient_key=_optional_text(data, "recipient_key"),
         )
 
 
@@ -139,10 +141,10 @@ class SuppressionChange:
         if not isinstance(add, bool):
             raise ValueError("add: expected true or false")
         return cls(
-            provider=str(_text(data, "provider")),
-            provider_event_id=str(_text(data, "provider_event_id")),
+            provider=_text(data, "provider"),
+            provider_event_id=_text(data, "provider_event_id"),
             channel=Channel(_text(data, "channel")),
-            recipient_key=str(_text(data, "recipient_key")),
+            recipient_key=_text(data, "recipient_key"),
             reason=SuppressionReason(_text(data, "reason")),
             add=add,
             occurred_at=_time(data.get("occurred_at"), "occurred_at"),
