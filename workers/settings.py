@@ -126,6 +126,17 @@ class Settings(BaseSettings):
     # tracebacks); only the code that hands one to its service calls get_secret_value().
     flower_password: SecretStr = SecretStr("")
 
+    # Delivery receipts and suppression (issue 15). The URL the providers were given for webhooks:
+    # signatures are computed over it, so it must be exactly what Mandrill and Twilio hold.
+    public_url: str = ""
+    webhooks_host: str = "127.0.0.1"
+    webhooks_port: int = Field(default=8025, ge=1, le=65535)
+    # Keys the HMAC that is a recipient's only form on the suppression list and in receipts.
+    suppression_key: SecretStr = SecretStr("")
+    suppression: Literal["enforce", "record", "off"] = "enforce"
+    status_events: bool = False  # publish events.NotificationStatusChanged on each final status
+    mandrill_webhook_key: SecretStr = Field(default=SecretStr(""), alias="MANDRILL_WEBHOOK_KEY")
+
     mandrill_api_key: SecretStr = Field(default=SecretStr(""), alias="MANDRILL_API_KEY")
     mandrill_base_url: str = Field(default="https://mandrillapp.com/api/1.0", alias="MANDRILL_BASE_URL")
     mandrill_timeout: Seconds = Field(default=10.0, alias="MANDRILL_TIMEOUT")
