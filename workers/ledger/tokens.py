@@ -10,30 +10,24 @@ Integer microseconds, not an ISO string: both databases keep microseconds, so th
 row's exact timestamp on SQLite and PostgreSQL alike, with no precision or time zone to lose.
 
 The key comes from ``NOTIFY_PAGE_TOKEN_KEY`` or, when that is empty, from a random key kept in
-``NOTIFY_STATE_DIR/page-token.key`` (mode 0600), created on first use.
+``NOTIFY_STATE_DIR/page-token.key`` (mode 0600), created on first use (see ``keys.py``).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import hashlib
 import hmac
 import json
-import os
-import secrets
-import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from workers.errors import ConfigurationError, NotifyError
+from workers.errors import NotifyError
+from workers.ledger import keys
 
-KEY_FILE_NAME = "page-token.key"
-KEY_BYTES = 32
-MIN_KEY_CHARS = 16
 MAX_TOKEN_CHARS = 2048
 MAX_ID_CHARS = 128
 FORMAT_VERSION = 2
@@ -45,10 +39,6 @@ _FILTER_PURPOSE = b"notify-page-filter\x00"
 
 class BadPageToken(NotifyError, ValueError):
     """Start the listing again without --page-token: this token was not issued for this listing."""
-
-
-class PageTokenKeyError(ConfigurationError):
-    """Fix NOTIFY_PAGE_TOKEN_KEY or NOTIFY_STATE_DIR: no signing key can be had."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,8 +89,8 @@ class PageTokens:
     def _secret(self) -> bytes:
         if self._key is None:
             key = self._key_source()
-            if len(key) < MIN_KEY_CHARS:
-                raise PageTokenKeyError(f"a page token key needs at least {MIN_KEY_CHARS} bytes")
+            if len(key) < keys.MIN_KEY_CHARS:
+                raise keys.KeyUnavailable(f"a page token key needs at least {keys.MIN_KEY_CHARS} bytes")
             self._key = key
         return self._key
 
@@ -165,43 +155,4 @@ class PageTokens:
 
 def load_key(configured: str, state_dir: Path) -> bytes:
     """The signing key: ``configured`` when set, else the one kept under ``state_dir`` (made on first use)."""
-    if configured:
-        if len(configured) < MIN_KEY_CHARS:
-            raise PageTokenKeyError(f"NOTIFY_PAGE_TOKEN_KEY must be at least {MIN_KEY_CHARS} characters")
-        return configured.encode()
-    path = state_dir / KEY_FILE_NAME
-    try:
-        return _read_key_file(path)
-    except FileNotFoundError:
-        pass
-    try:
-        state_dir.mkdir(parents=True, exist_ok=True)
-        # Written whole under a temporary name, then linked into place: a concurrent reader never
-        # sees a half-written key, and of two racing creators the second adopts the first's key.
-        temp = state_dir / f".{KEY_FILE_NAME}.{os.getpid()}.{secrets.token_hex(4)}"
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(fd, "w", encoding="ascii") as handle:
-                handle.write(secrets.token_hex(KEY_BYTES) + "\n")
-            with contextlib.suppress(FileExistsError):
-                os.link(temp, path)
-        finally:
-            temp.unlink(missing_ok=True)
-        return _read_key_file(path)
-    except OSError as exc:
-        raise PageTokenKeyError(
-            f"cannot keep a page token key in {state_dir} ({exc.strerror or type(exc).__name__}); "
-            "set NOTIFY_PAGE_TOKEN_KEY or a writable NOTIFY_STATE_DIR"
-        ) from None
-
-
-def _read_key_file(path: Path) -> bytes:
-    fd = os.open(path, os.O_RDONLY)
-    with os.fdopen(fd, "rb") as handle:
-        mode = os.fstat(handle.fileno()).st_mode
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise PageTokenKeyError(f"{path} is readable or writable by others; chmod 600 it")
-        key = handle.read().strip()
-    if len(key) < MIN_KEY_CHARS:
-        raise PageTokenKeyError(f"{path} holds no usable key; remove it to have a new one made")
-    return key
+    return keys.load_key(keys.PAGE_TOKEN_KEY, configured, state_dir)
