@@ -19,7 +19,7 @@ from celery import Celery
 from bench import rig
 from bench.workload import Planned, encoded, plan
 from tests.integration.harness import settings_for
-from workers.celery_app import broker_settings
+from workers.broker import broker_settings
 from workers.settings import Settings
 
 

@@ -8,7 +8,7 @@ from queue import Empty
 import pytest
 from kombu import Connection
 
-from workers.celery_app import EMBEDDED_SCHEME, AtomicFilesystemTransport, broker_settings
+from workers.broker import EMBEDDED_SCHEME, AtomicFilesystemTransport, broker_settings
 from workers.settings import load_settings
 
 

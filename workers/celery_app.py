@@ -1,206 +1,66 @@
-"""The Celery app: broker, queues and routes declared once, with the reliability settings."""
+"""The Celery app: broker, queues and routes declared once, the reliability settings, the runtime.
+
+The app carries the process's runtime (settings, metrics, and the ledger, templates and providers
+built on first use), so tasks and the bus consumer reach it through the app, never through another
+module's globals. Nothing here imports the tasks or the bus consumer: a worker loads both by name
+(``include`` and a consumer step), so they sit above this module and a cycle cannot come back.
+"""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import socket
-import time
-import uuid
-from pathlib import Path
-from queue import Empty
+import gc
 from typing import Any
 
 import click
 from celery import Celery, bootsteps
 from celery.beat import EmbeddedService
-from celery.signals import setup_logging
+from celery.signals import setup_logging, worker_init, worker_process_init, worker_ready, worker_shutdown
 from kombu.entity import Exchange, Queue
-from kombu.exceptions import ChannelError
-from kombu.transport import TRANSPORT_ALIASES, filesystem
-from kombu.utils.json import dumps, loads
 
 from workers import logs
+from workers.broker import broker_settings
+from workers.metrics import MetricsEndpoint, build_observer, endpoint_for
+from workers.runtime import LazyRuntime
 from workers.settings import Settings, get_settings
 
-
-def embedded_transport_options(state_dir: Path) -> dict[str, Any]:
-    """Folders of the embedded filesystem broker; one shared folder makes it a real queue."""
-    root = state_dir.resolve() / "broker"
-    queue_dir = root / "queue"
-    control = root / "control"
-    processed = root / "processed"
-    unacked = root / "unacked"
-    for folder in (queue_dir, control, processed, unacked):
-        folder.mkdir(parents=True, exist_ok=True)
-    return {
-        "data_folder_in": str(queue_dir),
-        "data_folder_out": str(queue_dir),
-        "control_folder": str(control),
-        "processed_folder": str(processed),
-        "store_processed": False,
-        "polling_interval": 0.1,
-        "unacked_folder": str(unacked),
-    }
+DELIVER_TASK = "notifications.deliver"
+# Imported by the worker when it starts, by name: both modules import this one.
+TASKS_MODULE = "workers.tasks"
+EVENT_CONSUMER_STEP = "workers.ingest:EventConsumerStep"
 
 
-class _AtomicFilesystemChannel(filesystem.Channel):
-    """kombu's filesystem channel, made safe: whole files only, and a message gone only once acked.
+class NotifyCelery(Celery):
+    """A Celery app that holds the process's runtime: built on first use, once per process.
 
-    kombu writes each message in place; a consumer polling the folder can take the file while it
-    is still empty, and then the worker dies on a JSON error and the message is lost (seen with a
-    resend published while the worker was busy). Writing under a name no consumer matches
-    (``….msg.part``) and renaming it, atomic within one folder, closes that window.
+    Celery's docs keep such a resource (their example: a database connection) on a Task base
+    class; it lives on the app here because the bus consumer step needs it too, through its parent.
 
-    kombu also deletes a message file the moment it hands the message out, so a worker killed
-    before acking loses it (an event killed during intake had no row, no file, no log line). Here
-    a delivered file moves to ``unacked/<host>-<pid>/`` and is deleted on ack; a reject or a
-    recover puts it back in the queue; and any channel opened later moves the files of a process
-    that is no longer alive back into the queue, so a restart redelivers what a SIGKILL left.
+    ``settings`` stays an attribute, out of ``app.conf``: `celery inspect conf` and Flower's
+    /api/workers print app.conf, masking only by key name, and the settings hold credentials.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        folder = self.transport_options.get("unacked_folder")
-        self._unacked_root = Path(folder) if folder else None
-        self._held: dict[str, str] = {}  # delivery tag -> file in this process's unacked folder
-        self._no_ack_queues: set[str] = set()
-        if self._unacked_root is not None:
-            _restore_orphans(self._unacked_root, Path(self.data_folder_in))
+    def __init__(self, main: str | None = None, *, settings: Settings, **kwargs: Any) -> None:
+        super().__init__(main, **kwargs)
+        self.settings = settings
+        # One observer per app (a worker has one), outliving runtimes, so its metrics register once.
+        observer = build_observer(settings)
+        self.metrics_endpoint: MetricsEndpoint | None = endpoint_for(observer, settings)
+        self.runtime = LazyRuntime(settings, self.enqueue_delivery, observer=observer)
 
-    # kombu's base and filesystem channels disagree on the parameter's name; we follow the caller.
-    def _put(self, queue: Any, message: Any, **kwargs: Any) -> None:  # type: ignore[override]
-        name = f"{round(time.monotonic() * 1000)}_{uuid.uuid4()}.{queue}.msg"
-        final = os.path.join(self.data_folder_out, name)
-        partial = final + ".part"
-        try:
-            with open(partial, "wb") as handle:
-                handle.write(dumps(message).encode("utf-8"))
-            os.replace(partial, final)
-        except OSError as exc:
-            raise ChannelError(f"Cannot add file {final!r} to directory") from exc
+    def enqueue_delivery(self, notification_id: str, description: str) -> None:
+        """Send the deliver task for one id, shown in Flower as ``description``."""
+        self.tasks[DELIVER_TASK].apply_async((notification_id,), argsrepr=repr(description), kwargsrepr="{}")
 
-    def _get(self, queue: Any, timeout: Any = None) -> Any:
-        if self._unacked_root is None:
-            return super()._get(queue)
-        wanted = f"{queue}.msg"
-        held_dir = self._unacked_root / _owner()
-        held_dir.mkdir(parents=True, exist_ok=True)
-        for filename in sorted(os.listdir(self.data_folder_in)):
-            if filename.partition(".")[2] != wanted:
-                continue
-            held = held_dir / filename
-            try:
-                # Atomic within one file system: exactly one consumer wins the file.
-                os.replace(os.path.join(self.data_folder_in, filename), held)
-            except OSError:
-                continue
-            try:
-                payload = loads(held.read_bytes())
-                tag = payload["properties"]["delivery_tag"]
-            except (OSError, ValueError, KeyError, TypeError):
-                # Not a message we can read: set aside, never handed out again, never crashing.
-                with contextlib.suppress(OSError):
-                    os.replace(held, held.with_name(held.name + ".unreadable"))
-                continue
-            if queue in self._no_ack_queues:
-                held.unlink(missing_ok=True)  # a no-ack consumer (events, remote control)
-            else:
-                self._held[str(tag)] = str(held)
-            return payload
-        raise Empty()
-
-    def basic_consume(self, queue: Any, no_ack: Any, callback: Any, consumer_tag: Any, **kwargs: Any) -> Any:
-        if no_ack:
-            self._no_ack_queues.add(queue)
-        return super().basic_consume(queue, no_ack, callback, consumer_tag, **kwargs)
-
-    def basic_get(self, queue: Any, no_ack: bool = False, **kwargs: Any) -> Any:
-        message = super().basic_get(queue, no_ack=no_ack, **kwargs)
-        if message is not None and no_ack:
-            self._forget(message.delivery_tag)
-        return message
-
-    def basic_ack(self, delivery_tag: Any, multiple: bool = False) -> None:
-        super().basic_ack(delivery_tag, multiple)
-        self._forget(delivery_tag)
-
-    def basic_reject(self, delivery_tag: Any, requeue: bool = False) -> None:
-        # With requeue, kombu puts a copy back in the queue (``_restore``) before we drop ours.
-        super().basic_reject(delivery_tag, requeue=requeue)
-        self._forget(delivery_tag)
-
-    def _restore(self, message: Any) -> None:
-        super()._restore(message)
-        self._forget(message.delivery_tag)
-
-    def _forget(self, delivery_tag: Any) -> None:
-        path = self._held.pop(str(delivery_tag), None)
-        if path is not None:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
+    def __reduce_keys__(self) -> dict[str, Any]:
+        # Celery rebuilds a pickled app from these keyword arguments; ours needs its settings.
+        keys: dict[str, Any] = super().__reduce_keys__()
+        return {**keys, "settings": self.settings}
 
 
-def _owner() -> str:
-    """This process's unacked folder name; the pid is read each time, so a forked child has its own."""
-    return f"{socket.gethostname()}-{os.getpid()}"
-
-
-def _alive(owner: str) -> bool:
-    host, _, pid = owner.rpartition("-")
-    if host != socket.gethostname() or not pid.isdigit():
-        return True  # another machine's, or not ours to judge
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _restore_orphans(unacked_root: Path, queue_dir: Path) -> None:
-    """Put back in the queue the unacked messages of processes that are gone."""
-    try:
-        owners = [entry for entry in unacked_root.iterdir() if entry.is_dir()]
-    except FileNotFoundError:
-        return
-    for owner in owners:
-        if _alive(owner.name):
-            continue
-        for held in owner.glob("*.msg"):
-            with contextlib.suppress(FileNotFoundError):
-                os.replace(held, queue_dir / held.name)
-        with contextlib.suppress(OSError):
-            owner.rmdir()
-
-
-class AtomicFilesystemTransport(filesystem.Transport):
-    Channel = _AtomicFilesystemChannel
-
-
-EMBEDDED_SCHEME = "notify-filesystem"
-TRANSPORT_ALIASES.setdefault(EMBEDDED_SCHEME, f"{__name__}:AtomicFilesystemTransport")
-
-
-def broker_settings(settings: Settings) -> dict[str, Any]:
-    if settings.embedded_broker:
-        return {
-            "broker_url": f"{EMBEDDED_SCHEME}://",
-            "broker_transport_options": embedded_transport_options(settings.state_dir),
-        }
-    options: dict[str, Any] = {"broker_url": settings.broker_url}
-    if settings.broker_url.startswith(("redis://", "rediss://")):
-        # Late acks on Redis come back only after the visibility timeout; keep it above the
-        # longest countdown we ever schedule (long waits go through the ledger instead).
-        options["broker_transport_options"] = {"visibility_timeout": 3600}
-    return options
-
-
-def create_app(settings: Settings) -> Celery:
+def create_app(settings: Settings) -> NotifyCelery:
     queue = settings.task_queue
     control = f"{queue}.control"
-    app = Celery("notify", set_as_current=True, include=["workers.tasks"])
+    app = NotifyCelery("notify", settings=settings, set_as_current=True, include=[TASKS_MODULE])
     app.conf.update(
         **broker_settings(settings),
         # JSON only: a pickle payload on the broker would be remote code execution.
@@ -250,8 +110,6 @@ def create_app(settings: Settings) -> Celery:
         beat_schedule_filename=str(settings.state_dir / "celerybeat-schedule"),
         timezone="UTC",
     )
-    # The Settings object stays out of app.conf: `celery inspect conf` and Flower's /api/workers
-    # print app.conf, masking only by key name, and the settings hold credentials.
     app.user_options["worker"].add(
         click.Option(
             ["--sweeper-schedule"],
@@ -261,9 +119,7 @@ def create_app(settings: Settings) -> Celery:
     )
     app.steps["worker"].add(ThreadedBeat)
     if settings.consume_events:
-        from workers.ingest import EventConsumerStep
-
-        app.steps["consumer"].add(EventConsumerStep)
+        app.steps["consumer"].add(EVENT_CONSUMER_STEP)
     return app
 
 
@@ -290,8 +146,7 @@ class ThreadedBeat(bootsteps.StartStopStep):
         return EmbeddedService(parent.app, schedule_filename=self.schedule_filename, thread=True)
 
 
-settings: Settings = get_settings()
-app = create_app(settings)
+app = create_app(get_settings())
 
 
 @setup_logging.connect
@@ -299,6 +154,41 @@ def _masked_logging(loglevel: Any = None, **_: Any) -> None:
     # Having a receiver stops Celery from installing its own handlers and formats (some of its
     # lines print task arguments or message bodies); ours mask addresses and numbers and blank out
     # bodies, also for `celery -A workers.celery_app worker` and in prefork children.
+    settings = app.settings
     logs.configure(
         level=loglevel or settings.log_level, fmt=settings.log_format, secrets=settings.secret_values()
     )
+
+
+@worker_init.connect
+def _metrics_before_pool(sender: Any, **_: Any) -> None:
+    # Main process, before the pool exists: a forking pool needs prometheus multiprocess mode.
+    if app.metrics_endpoint is not None:
+        pool = getattr(sender, "pool_cls", None) or app.conf.worker_pool
+        app.metrics_endpoint.prepare(pool if isinstance(pool, str) else pool.__module__.rsplit(".", 1)[-1])
+
+
+@worker_init.connect
+def _freeze_start_up_objects(**_: Any) -> None:
+    # Everything imported and built so far lives as long as the process: moved out of the
+    # collector's reach, full collections stop walking it, and a prefork child stops dirtying
+    # (copying) the pages it shares with the parent when the collector touches those objects.
+    gc.freeze()
+
+
+@worker_ready.connect
+def _metrics_serve(**_: Any) -> None:
+    if app.metrics_endpoint is not None:
+        app.metrics_endpoint.start()
+
+
+@worker_shutdown.connect
+def _metrics_stop(**_: Any) -> None:
+    if app.metrics_endpoint is not None:
+        app.metrics_endpoint.stop()
+
+
+@worker_process_init.connect
+def _fresh_runtime_after_fork(**_: Any) -> None:
+    # A forked pool child must not share the parent's database or HTTP connections.
+    app.runtime.reset()

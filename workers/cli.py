@@ -121,7 +121,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace, extra: list[str]) -
 def _connection(settings: Settings) -> Any:
     from kombu.connection import Connection
 
-    from workers.celery_app import broker_settings
+    from workers.broker import broker_settings
 
     conf = broker_settings(settings)
     return Connection(conf["broker_url"], transport_options=conf.get("broker_transport_options", {}))

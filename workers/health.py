@@ -46,7 +46,7 @@ def check_settings(settings: Settings) -> Check:
 def check_broker(settings: Settings) -> Check:
     from kombu.connection import Connection
 
-    from workers.celery_app import broker_settings
+    from workers.broker import broker_settings
 
     conf = broker_settings(settings)
     try:

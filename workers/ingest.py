@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from celery import bootsteps
@@ -14,6 +14,7 @@ from kombu.message import Message
 from kombu.messaging import Consumer, Producer
 
 from workers.dispatch import BusMessage, Dispatcher, Intake
+from workers.runtime import LazyRuntime
 from workers.settings import Settings
 
 log = structlog.get_logger("workers.ingest")
@@ -170,20 +171,29 @@ class EventHandler:
         self._pending = []
 
 
+class RuntimeHolder(Protocol):
+    """What the consumer step needs of the worker's app (``workers.celery_app.NotifyCelery``)."""
+
+    settings: Settings
+    runtime: LazyRuntime
+
+
 class EventConsumerStep(bootsteps.ConsumerStep):
     """A Celery consumer bootstep: the bus queue rides on the worker's own broker connection."""
 
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         super().__init__(parent, **kwargs)
-        from workers import tasks  # the Celery edge owns the runtime
-
-        self.settings: Settings = tasks.settings
+        # The app carries the runtime; reaching it through the consumer keeps this module free
+        # of the tasks module and of the module that builds the app.
+        app: RuntimeHolder = parent.app
+        runtime = app.runtime
+        self.settings: Settings = app.settings
         # Batches need the event loop's timer to close them; the blocking loop (the filesystem
         # broker) settles each message as it comes.
         batching = getattr(parent, "hub", None) is not None and self.settings.ingest_batch > 1
         self.handler = EventHandler(
-            lambda: tasks.runtime.get().dispatcher,
-            lambda: tasks.runtime.get().templates.names(),
+            lambda: runtime.get().dispatcher,
+            lambda: runtime.get().templates.names(),
             schedule=lambda delay, fun: _on_consumer_loop(parent, delay, fun),
             defer=(lambda fun: _on_consumer_loop(parent, BATCH_WINDOW_SECONDS, fun)) if batching else None,
             max_batch=self.settings.ingest_batch,

@@ -2,27 +2,20 @@
 
 from __future__ import annotations
 
-import gc
 import time
 from collections.abc import Mapping
 from typing import Any, NoReturn
 
 import structlog
 from celery import Task
-from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutdown
 
-from workers.celery_app import app
-from workers.celery_app import settings as app_settings
+from workers.celery_app import DELIVER_TASK, app
 from workers.dispatch import FAILURES, Unrecorded, label
 from workers.errors import DeliveryFailed, InvalidEvent, LedgerUnavailable, NotOurEvent
 from workers.events import parse_event_dict
 from workers.ledger.store import ResendResult
-from workers.metrics import build_observer, endpoint_for
 from workers.providers.redact import redact
-from workers.runtime import LazyRuntime
-from workers.settings import Settings
 
-settings: Settings = app_settings
 log = structlog.get_logger("workers.tasks")
 
 # Waits between tries of a ledger write while its database is away: short, doubling, capped.
@@ -30,55 +23,13 @@ LEDGER_RETRY_FIRST = 0.5
 LEDGER_RETRY_CAP = 10.0
 
 
-def enqueue_delivery(notification_id: str, description: str) -> None:
-    deliver.apply_async((notification_id,), argsrepr=repr(description), kwargsrepr="{}")
-
-
-observer = build_observer(settings)
-metrics_endpoint = endpoint_for(observer, settings)
-runtime = LazyRuntime(settings, enqueue_delivery, observer=observer)
-
-
-@worker_init.connect
-def _metrics_before_pool(sender: Any, **_: Any) -> None:
-    # Main process, before the pool exists: a forking pool needs prometheus multiprocess mode.
-    if metrics_endpoint is not None:
-        pool = getattr(sender, "pool_cls", None) or app.conf.worker_pool
-        metrics_endpoint.prepare(pool if isinstance(pool, str) else pool.__module__.rsplit(".", 1)[-1])
-
-
-@worker_init.connect
-def _freeze_start_up_objects(**_: Any) -> None:
-    # Everything imported and built so far lives as long as the process: moved out of the
-    # collector's reach, full collections stop walking it, and a prefork child stops dirtying
-    # (copying) the pages it shares with the parent when the collector touches those objects.
-    gc.freeze()
-
-
-@worker_ready.connect
-def _metrics_serve(**_: Any) -> None:
-    if metrics_endpoint is not None:
-        metrics_endpoint.start()
-
-
-@worker_shutdown.connect
-def _metrics_stop(**_: Any) -> None:
-    if metrics_endpoint is not None:
-        metrics_endpoint.stop()
-
-
-@worker_process_init.connect
-def _fresh_runtime_after_fork(**_: Any) -> None:
-    # A forked pool child must not share the parent's database or HTTP connections.
-    runtime.reset()
-
-
 @app.task(name="notifications.accept", ignore_result=True)
 def accept(event: Mapping[str, Any]) -> dict[str, str]:
     """A VtEvent as a proto3-JSON dict, for Python producers; send it with ``submit_event``."""
-    dispatcher = runtime.get().dispatcher
+    runtime = app.runtime.get()
+    dispatcher = runtime.dispatcher
     try:
-        parsed = parse_event_dict(event, templates=runtime.get().templates.names())
+        parsed = parse_event_dict(event, templates=runtime.templates.names())
     except InvalidEvent as exc:
         result = dispatcher.reject(exc)
         return {"id": result.notification_id, "status": result.status.value}
@@ -98,7 +49,7 @@ def submit_event(event: Mapping[str, Any]) -> None:
 
 
 @app.task(
-    name="notifications.deliver",
+    name=DELIVER_TASK,
     bind=True,
     ignore_result=True,
     max_retries=None,
@@ -117,7 +68,7 @@ def deliver(
     ``unrecorded`` is set by this task's own retry when the ledger could not take an outcome:
     the retry writes it and never sends again.
     """
-    dispatcher = runtime.get().dispatcher
+    dispatcher = app.runtime.get().dispatcher
     try:
         if unrecorded is not None:
             outcome = dispatcher.record_late(notification_id, Unrecorded.from_dict(unrecorded))
@@ -136,7 +87,7 @@ def deliver(
     if outcome.status in FAILURES:
         # After the ledger has it: the task fails, so Flower shows it failed, with the reason.
         raise DeliveryFailed(notification_id, outcome.status.value, redact(outcome.reason or "no reason"))
-    if outcome.retry_in is not None and outcome.retry_in <= settings.short_retry_limit:
+    if outcome.retry_in is not None and outcome.retry_in <= app.settings.short_retry_limit:
         # Short waits ride on the broker; longer ones are picked up by the sweeper from the ledger,
         # so no worker holds minutes-long ETA messages.
         raise self.retry(
@@ -179,7 +130,7 @@ def _retry_ledger_write(
         "provider_message_id": held.provider_message_id if held else None,
         "error": str(error) if error else None,
     }
-    if now - since > 2 * settings.sending_timeout:
+    if now - since > 2 * app.settings.sending_timeout:
         log.error("deliver.ledger_gave_up", down_for=round(now - since, 1), **fields)
         if held is None:
             # Nothing was sent: the row is still `queued`/`retrying`, and the sweeper brings it back.
@@ -204,15 +155,16 @@ def _retry_ledger_write(
 @app.task(name="notifications.resend", ignore_result=True)
 def resend(notification_id: str, force: bool = False) -> dict[str, str]:
     """Start a new delivery cycle for a failed notification (``force`` also for a sent one)."""
-    result = runtime.get().ledger.resend(notification_id, force=force)
+    result = app.runtime.get().ledger.resend(notification_id, force=force)
     if result is ResendResult.QUEUED:
-        enqueue_delivery(notification_id, label(notification_id, None, "resend"))
+        app.enqueue_delivery(notification_id, label(notification_id, None, "resend"))
     return {"id": notification_id, "result": result.value}
 
 
 @app.task(name="notifications.sweep", ignore_result=True)
 def sweep() -> dict[str, int]:
-    return runtime.get().dispatcher.sweep(
+    settings = app.settings
+    return app.runtime.get().dispatcher.sweep(
         stuck_after=settings.stuck_after,
         sending_timeout=settings.sending_timeout,
         retention_days=settings.retention_days,

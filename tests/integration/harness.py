@@ -126,7 +126,7 @@ class WorkerProcess:
 
 
 def connection(settings: Settings) -> Connection:
-    from workers.celery_app import broker_settings
+    from workers.broker import broker_settings
 
     conf = broker_settings(settings)
     return Connection(conf["broker_url"], transport_options=conf.get("broker_transport_options", {}))
