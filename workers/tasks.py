@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import gc
+import threading
 import time
-from collections.abc import Mapping
-from typing import Any, NoReturn
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NoReturn, TypeVar
 
 import structlog
 from celery import Task
 from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutdown
 
-from workers.celery_app import app
+from workers.celery_app import app, broker_settings
 from workers.celery_app import settings as app_settings
 from workers.dispatch import FAILURES, Unrecorded, label
 from workers.errors import DeliveryFailed, InvalidEvent, LedgerUnavailable, NotOurEvent
-from workers.events import parse_event_dict
+from workers.events import PROTOBUF_CONTENT_TYPE, parse_event_dict
+from workers.events.status import BusAnnouncer
 from workers.ledger.store import ResendResult
 from workers.metrics import build_observer, endpoint_for
 from workers.providers.redact import redact
+from workers.receipts import DeliveryReceipt, SuppressionChange
 from workers.runtime import LazyRuntime
 from workers.settings import Settings
 
@@ -34,9 +37,47 @@ def enqueue_delivery(notification_id: str, description: str) -> None:
     deliver.apply_async((notification_id,), argsrepr=repr(description), kwargsrepr="{}")
 
 
+class _ConfirmedPublisher:
+    """Status events onto the event exchange, each confirmed by the broker; one connection per process.
+
+    Its own connection in confirm mode (py-amqp waits for the broker's ack of each publish), so
+    the task publishes keep their speed. Made on first use: after a prefork fork, in the child.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._connection: Any = None
+        self._producer: Any = None
+
+    def __call__(self, body: bytes, routing_key: str) -> None:
+        from kombu.connection import Connection
+        from kombu.entity import Exchange
+        from kombu.messaging import Producer
+
+        exchange = Exchange(settings.event_exchange, type="topic", durable=True)
+        with self._lock:
+            if self._producer is None:
+                conf = broker_settings(settings)
+                options = {**conf.get("broker_transport_options", {}), "confirm_publish": True}
+                self._connection = Connection(conf["broker_url"], transport_options=options)
+                self._producer = Producer(self._connection.default_channel)
+            publish = self._connection.ensure(self._producer, self._producer.publish, max_retries=3)
+            publish(
+                body,
+                exchange=exchange,
+                routing_key=routing_key,
+                content_type=PROTOBUF_CONTENT_TYPE,
+                content_encoding="binary",
+                delivery_mode=2,
+                declare=[exchange],
+            )
+
+
 observer = build_observer(settings)
 metrics_endpoint = endpoint_for(observer, settings)
-runtime = LazyRuntime(settings, enqueue_delivery, observer=observer)
+runtime = LazyRuntime(
+    settings, enqueue_delivery, observer=observer, announcer=BusAnnouncer(_ConfirmedPublisher())
+)
 
 
 @worker_init.connect
@@ -217,3 +258,43 @@ def sweep() -> dict[str, int]:
         sending_timeout=settings.sending_timeout,
         retention_days=settings.retention_days,
     )
+
+
+Value = TypeVar("Value")
+
+
+def _values(items: Any, read: Callable[[Mapping[str, Any]], Value], kind: str) -> list[Value]:
+    """Each dict read back as a value; a malformed one is logged with its index and skipped."""
+    if not isinstance(items, Sequence) or isinstance(items, str | bytes):
+        log.error("receipt.malformed", kind=kind, index=None, error="expected a list")
+        return []
+    values: list[Value] = []
+    for index, item in enumerate(items):
+        try:
+            if not isinstance(item, Mapping):
+                raise ValueError("expected an object")
+            values.append(read(item))
+        except (ValueError, TypeError) as exc:
+            # The field's name and problem; the dict holds ids and hashes only, never an address.
+            log.error("receipt.malformed", kind=kind, index=index, error=str(exc)[:200])
+            observer.receipts("unknown", "malformed", 1)
+    return values
+
+
+@app.task(
+    name="notifications.receipt",
+    ignore_result=True,
+    # A database blip: the whole batch again later (recording it is idempotent).
+    autoretry_for=(LedgerUnavailable,),
+    retry_backoff=1,
+    retry_backoff_max=60,
+    retry_jitter=True,
+    max_retries=None,
+)
+def receipt(receipts: Any, changes: Any = ()) -> dict[str, int]:
+    """Provider receipts and list changes (``DeliveryReceipt.to_task`` dicts) into the ledger."""
+    result = runtime.get().dispatcher.record_receipts(
+        _values(receipts, DeliveryReceipt.from_task, "receipt"),
+        _values(changes, SuppressionChange.from_task, "change"),
+    )
+    return {"recorded": result.recorded, "duplicates": result.duplicates, "moved": len(result.moved)}
