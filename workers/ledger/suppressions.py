@@ -54,10 +54,11 @@ class SuppressionPage:
 def _insert_ignore(dialect: str) -> Any:
     table = Suppression.__table__
     assert isinstance(table, Table)
+    keys = ["channel", "recipient_key"]
     if dialect == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing(index_elements=["channel", "recipient_key"])
+        return postgresql.insert(table).on_conflict_do_nothing(index_elements=keys).returning(table.c.channel)
     if dialect == "sqlite":
-        return sqlite.insert(table).on_conflict_do_nothing(index_elements=["channel", "recipient_key"])
+        return sqlite.insert(table).on_conflict_do_nothing(index_elements=keys).returning(table.c.channel)
     raise NotImplementedError(dialect)  # pragma: no cover - other databases are not supported
 
 
@@ -72,7 +73,8 @@ def add_in(
         "source": source[:255],
         "created_at": now,
     }
-    return bool(conn.execute(_insert_ignore(conn.dialect.name), row).rowcount)
+    # RETURNING, not rowcount: drivers disagree on rowcount for ON CONFLICT DO NOTHING.
+    return conn.execute(_insert_ignore(conn.dialect.name), row).first() is not None
 
 
 def remove_in(conn: Connection, *, channel: Channel, key: str) -> bool:
