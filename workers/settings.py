@@ -208,6 +208,7 @@ class Settings(BaseSettings):
                 self.mandrill_api_key,
                 self.smtp_password,
                 self.twilio_auth_token,
+                self.suppression_key,
             )
         ]
         for name in URL_FIELDS:
