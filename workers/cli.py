@@ -334,7 +334,9 @@ def _show_receipts(settings: Settings, notification_id: str) -> None:
     from workers.ledger.receipts import ReceiptBook
 
     receipts = ReceiptBook(_engine(settings)).of(notification_id)
-    _out("            receipts:" + ("" if receipts else " none"))
+    if not receipts:
+        return  # none yet, or a route that never reports: the history says it all
+    _out("            receipts:")
     for item in receipts:
         view = item.as_json()
         _out(
