@@ -19,7 +19,9 @@ from kombu.entity import Exchange, Queue
 
 from workers import logs
 from workers.broker import broker_settings
+from workers.events.status import BusAnnouncer
 from workers.metrics import MetricsEndpoint, build_observer, endpoint_for
+from workers.publisher import ConfirmedPublisher
 from workers.runtime import LazyRuntime
 from workers.settings import Settings, get_settings
 
@@ -43,9 +45,15 @@ class NotifyCelery(Celery):
         super().__init__(main, **kwargs)
         self.settings = settings
         # One observer per app (a worker has one), outliving runtimes, so its metrics register once.
-        observer = build_observer(settings)
-        self.metrics_endpoint: MetricsEndpoint | None = endpoint_for(observer, settings)
-        self.runtime = LazyRuntime(settings, self.enqueue_delivery, observer=observer)
+        self.observer = build_observer(settings)
+        self.metrics_endpoint: MetricsEndpoint | None = endpoint_for(self.observer, settings)
+        self.runtime = LazyRuntime(
+            settings,
+            self.enqueue_delivery,
+            observer=self.observer,
+            # Built unconnected; it connects on its first event, and only with NOTIFY_STATUS_EVENTS=1.
+            announcer=BusAnnouncer(ConfirmedPublisher(settings)),
+        )
 
     def enqueue_delivery(self, notification_id: str, description: str) -> None:
         """Send the deliver task for one id, shown in Flower as ``description``."""

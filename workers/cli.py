@@ -303,6 +303,9 @@ def cmd_show(settings: Settings, args: argparse.Namespace) -> int:
         return 1
     data = view.as_json()
     if args.json:
+        from workers.ledger.receipts import ReceiptBook
+
+        data["receipts"] = [item.as_json() for item in ReceiptBook(_engine(settings)).of(args.id)]
         _out(json.dumps(data, ensure_ascii=False, indent=2))
         return 0
     for key, value in data.items():
@@ -322,7 +325,24 @@ def cmd_show(settings: Settings, args: argparse.Namespace) -> int:
             f"{attempt['provider'] or '-'} {attempt['outcome'] or 'in progress'}"
             + (f"  {attempt['error']}" if attempt["error"] else "")
         )
+    _show_receipts(settings, args.id)
     return 0
+
+
+def _show_receipts(settings: Settings, notification_id: str) -> None:
+    """The provider's receipts for one notification, in the order they happened."""
+    from workers.ledger.receipts import ReceiptBook
+
+    receipts = ReceiptBook(_engine(settings)).of(notification_id)
+    if not receipts:
+        return  # none yet, or a route that never reports: the history says it all
+    _out("            receipts:")
+    for item in receipts:
+        view = item.as_json()
+        _out(
+            f"  {view['occurred_at']} {view['provider']:<9} {view['raw_status']:<14} "
+            f"{view['effect']:<10} {view['error_code'] or ''}".rstrip()
+        )
 
 
 def cmd_resend(settings: Settings, args: argparse.Namespace) -> int:
@@ -374,6 +394,73 @@ def cmd_resend(settings: Settings, args: argparse.Namespace) -> int:
         sys.stderr.write("\n")
     _out(f"queued {total - refused} resend(s), refused {refused}")
     return 1 if refused and refused == total else 0
+
+
+# -- suppressions -------------------------------------------------------------------------------
+
+
+def _recipient_channel(recipient: str, channel: str | None) -> Any:
+    """The channel of an address or number (``--channel`` wins): an @ means email, else SMS."""
+    from workers.messages import Channel
+
+    if channel:
+        return Channel(channel)
+    return Channel.EMAIL if "@" in recipient else Channel.SMS
+
+
+def cmd_suppressions(settings: Settings, args: argparse.Namespace) -> int:
+    """``notify suppressions list|add|remove``: the list is hashes only; an address is hashed, never shown."""
+    from workers.ledger.queries import BadQuery
+    from workers.ledger.suppressions import OPERATOR, Suppressions
+    from workers.messages import Channel
+    from workers.receipts import SuppressionReason
+    from workers.runtime import suppression_check
+
+    engine = _engine(settings)
+    suppressions = Suppressions(engine)
+    if args.action == "list":
+        try:
+            page = suppressions.list(
+                tokens=_page_tokens(settings),
+                channel=Channel(args.channel) if args.channel else None,
+                page_size=args.page_size,
+                page_token=args.page_token,
+            )
+        except BadQuery as exc:
+            _err(f"notify: --{exc.argument.replace('_', '-')}: {exc}")
+            return EXIT_USAGE
+        if args.json:
+            for item in page.items:
+                _out(json.dumps(item.as_json()))
+            if page.next_page_token:
+                _out(json.dumps({"next_page_token": page.next_page_token}))
+            return 0
+        _out(f"{'CHAN':<6} {'REASON':<12} {'ADDED (UTC)':<19}  {'SOURCE':<24} RECIPIENT KEY")
+        for item in page.items:
+            when = item.created_at.strftime("%Y-%m-%d %H:%M:%S")
+            _out(
+                f"{item.channel.value:<6} {item.reason.value:<12} {when}  {item.source[:24]:<24} "
+                f"{item.recipient_key}"
+            )
+        if not page.items:
+            _out("(the suppression list is empty)")
+        if page.next_page_token:
+            _out(f"\nmore: --page-token {page.next_page_token}")
+        return 0
+    channel = _recipient_channel(args.recipient, args.channel)
+    try:
+        key = suppression_check(settings, engine).key_of(channel, args.recipient)
+    except ValueError as exc:
+        # The problem, never the value: the argument may be someone's address.
+        _err(f"notify suppressions {args.action}: RECIPIENT {exc} (channel {channel.value})")
+        return EXIT_USAGE
+    if args.action == "add":
+        added = suppressions.add(channel, key, SuppressionReason(args.reason), source=OPERATOR)
+        _out(f"{channel.value} {key}: {'added' if added else 'already on the list'}")
+        return 0
+    removed = suppressions.remove(channel, key)
+    _out(f"{channel.value} {key}: {'removed' if removed else 'was not on the list'}")
+    return 0 if removed else 1
 
 
 def ledger_status(ledger: Any, notification_id: str) -> Status | None:
@@ -605,6 +692,27 @@ def _list_options(parser: argparse.ArgumentParser, *, with_status: bool) -> None
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
 
 
+def _suppression_parsers(sub: Any) -> None:
+    from workers.receipts import SuppressionReason
+
+    actions = sub.add_parser(
+        "suppressions", help="recipients never sent to (kept as keyed hashes)"
+    ).add_subparsers(dest="action", required=True)
+    listing = actions.add_parser("list", help="newest first, paged like deliveries list")
+    listing.add_argument("--channel", choices=["email", "sms"])
+    listing.add_argument("--page-size", type=int, default=25)
+    listing.add_argument("--page-token")
+    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    for action, text in (("add", "put a recipient on the list"), ("remove", "take a recipient off the list")):
+        command = actions.add_parser(action, help=text)
+        command.add_argument(
+            "recipient", metavar="RECIPIENT", help="an address or number (hashed, never stored)"
+        )
+        command.add_argument("--channel", choices=["email", "sms"], help="default: email if it has an @")
+        if action == "add":
+            command.add_argument("--reason", default="manual", choices=[r.value for r in SuppressionReason])
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="notify", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -647,6 +755,8 @@ def build_parser() -> argparse.ArgumentParser:
     discard = failed.add_parser("discard", help="give up on notifications for good")
     discard.add_argument("ids", nargs="+")
 
+    _suppression_parsers(sub)
+
     db = sub.add_parser("db", help="database schema").add_subparsers(dest="action", required=True)
     db.add_parser("upgrade", help="apply migrations")
 
@@ -682,7 +792,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
         if args.command == "health":
             return cmd_health(args)
         settings = load_settings()
-        if args.command in ("deliveries", "failed"):
+        if args.command in ("deliveries", "failed", "suppressions"):
             # The ledger must exist and be migrated: these commands never create one (no folder,
             # no empty notify.db) and say so in one line instead of an SQL error.
             from workers.preflight import open_ledger
@@ -710,6 +820,8 @@ def _main(argv: Sequence[str] | None = None) -> int:
                     parser.error("failed resend: give IDs or --all")
                 return cmd_resend(settings, args)
             return cmd_discard(settings, args)
+        if args.command == "suppressions":
+            return cmd_suppressions(settings, args)
         if args.command == "db":
             return cmd_db_upgrade(settings, args)
         if args.command == "flower":

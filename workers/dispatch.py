@@ -22,15 +22,18 @@ from workers.errors import (
     NotOurEvent,
     ProviderMisconfigured,
     RateLimited,
+    RecipientSuppressed,
     RetryLater,
     TemplateError,
 )
 from workers.events import ParsedEvent, parse_event
 from workers.events.schema import KINDS
-from workers.ledger import AcceptResult, Claim, Held, Ledger, Reason
+from workers.ledger import AcceptResult, Claim, Held, Ledger, Reason, states
+from workers.ledger.receipts import Moved, RecordResult
 from workers.ledger.store import describe_error
-from workers.messages import Channel, Receipt, Status
+from workers.messages import Channel, Receipt, Status, StatusChange
 from workers.providers.base import EmailProvider, SmsProvider
+from workers.receipts import DeliveryReceipt, SuppressionChange, SuppressionReason
 from workers.retry import RetryPolicy
 from workers.tracing import delivery_span, provider_span
 
@@ -161,6 +164,7 @@ class Outcome:
     retry_in: float | None = None
     reason: str | None = None
     unrecorded: Unrecorded | None = None
+    provider_message_id: str | None = None  # for `sent`: what the provider calls the message
 
 
 class Observer(Protocol):
@@ -179,6 +183,12 @@ class Observer(Protocol):
     ) -> None: ...
 
     def swept(self, found: dict[str, int]) -> None: ...
+
+    def suppressed(self, channel: str, mode: str) -> None: ...
+
+    def receipts(self, provider: str, effect: str, count: int) -> None: ...
+
+    def moved(self, moved: Moved) -> None: ...
 
 
 class NullObserver:
@@ -200,6 +210,51 @@ class NullObserver:
 
     def swept(self, found: dict[str, int]) -> None:
         pass
+
+    def suppressed(self, channel: str, mode: str) -> None:
+        pass
+
+    def receipts(self, provider: str, effect: str, count: int) -> None:
+        pass
+
+    def moved(self, moved: Moved) -> None:
+        pass
+
+
+class SuppressionGate(Protocol):
+    """Answers, before a send, whether the recipient is on the suppression list and why."""
+
+    def reason(self, channel: Channel, recipient: str) -> SuppressionReason | None: ...
+
+
+class ReceiptLedger(Protocol):
+    """The ledger's receipts (``ledger.receipts.ReceiptBook``), as the use case needs them."""
+
+    def record(
+        self, receipts: Sequence[DeliveryReceipt], changes: Sequence[SuppressionChange] = ()
+    ) -> RecordResult: ...
+
+    def apply_waiting(self, provider: str, provider_message_id: str) -> list[Moved]: ...
+
+    def match_waiting(self, *, limit: int = 1000) -> list[Moved]: ...
+
+    def drop_unmatched(self, *, older_than: float) -> int: ...
+
+
+class Announcer(Protocol):
+    """Tells the bus a notification reached a final status, after the ledger committed it; never raises."""
+
+    def announce(self, change: StatusChange) -> None: ...
+
+
+class Silent:
+    """The announcer when ``NOTIFY_STATUS_EVENTS`` is off."""
+
+    def announce(self, change: StatusChange) -> None:
+        pass
+
+
+SuppressionMode = Literal["enforce", "record", "off"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,8 +326,19 @@ class Dispatcher:
         observer: Observer | None = None,
         on_maybe_delivered: Literal["retry", "unknown"] = "retry",
         misconfigured_backoff: float = 900.0,
+        suppression: SuppressionGate | None = None,
+        suppression_mode: SuppressionMode = "enforce",
+        receipts: ReceiptLedger | None = None,
+        receipt_wait: float = 3600.0,
+        announcer: Announcer | None = None,
     ) -> None:
         self.observer: Observer = observer or NullObserver()
+        # No gate (or mode off): no lookup at all before a send.
+        self.suppression = suppression if suppression_mode != "off" else None
+        self.suppression_mode = suppression_mode
+        self.receipts = receipts
+        self.receipt_wait = receipt_wait
+        self.announcer: Announcer = announcer or Silent()
         self.misconfigured_backoff = misconfigured_backoff
         # Providers this process has already shouted about; a send they accept re-arms the shout.
         self._shouted: set[str] = set()
@@ -388,6 +454,49 @@ class Dispatcher:
         )
         if result.created:
             self.observer.intake(Intake.REJECTED, error.event_type, None)
+            # The field's name only: a rejection's text may quote the hostile value itself.
+            self.announcer.announce(
+                StatusChange(
+                    notification_id=notification_id,
+                    old=None,
+                    new=Status.REJECTED,
+                    at=self.ledger.clock(),
+                    channel=kind.channel.value if kind else None,
+                    event_type=error.event_type,
+                    reason=f"invalid {error.field}" if error.field else "invalid event",
+                )
+            )
+        return result
+
+    # -- receipts ---------------------------------------------------------------------------
+
+    def record_receipts(
+        self, receipts: Sequence[DeliveryReceipt], changes: Sequence[SuppressionChange] = ()
+    ) -> RecordResult:
+        """One batch of provider receipts into the ledger, then its status changes onto the bus.
+
+        Raises ``LedgerUnavailable`` when the database is away (nothing was kept: retry the batch).
+        """
+        if self.receipts is None:
+            raise RuntimeError("this dispatcher was built without a receipt ledger")
+        result = self.receipts.record(receipts, changes)
+        counts: dict[tuple[str, str], int] = {}
+        for receipt in receipts:
+            key = (receipt.provider, receipt.effect.value)
+            counts[key] = counts.get(key, 0) + 1
+        for (provider, effect), count in counts.items():
+            self.observer.receipts(provider, effect, count)
+        self._announce_moves(result.moved)
+        log.info(
+            "receipts.recorded",
+            recorded=result.recorded,
+            duplicates=result.duplicates,
+            matched=result.matched,
+            waiting=result.waiting,
+            suppressed=result.suppressed,
+            unsuppressed=result.unsuppressed,
+            moved=len(result.moved),
+        )
         return result
 
     # -- delivery ---------------------------------------------------------------------------
@@ -423,7 +532,57 @@ class Dispatcher:
                 provider_seconds=timer.seconds,
                 end_to_end_seconds=end_to_end,
             )
+            if outcome.unrecorded is None:
+                self._announce_outcome(
+                    notification_id, outcome, claim.channel.value, claim.event_type, claim.meta
+                )
+                if outcome.status is Status.SENT:
+                    self._after_sent(outcome.provider or "", outcome.provider_message_id)
         return outcome
+
+    def _announce_outcome(
+        self,
+        notification_id: str,
+        outcome: Outcome,
+        channel: str | None,
+        event_type: str | None,
+        meta: Mapping[str, Any],
+        *,
+        old: Status | None = Status.SENDING,
+    ) -> None:
+        """After the ledger committed a final status: tell the bus (when on)."""
+        if outcome.status is None or outcome.status not in states.ANNOUNCED:
+            return
+        self.announcer.announce(
+            StatusChange(
+                notification_id=notification_id,
+                old=old,
+                new=outcome.status,
+                at=self.ledger.clock(),
+                channel=channel,
+                event_type=event_type,
+                provider=outcome.provider,
+                reason=outcome.reason,
+                meta=meta,
+            )
+        )
+
+    def _after_sent(self, provider: str, provider_message_id: str | None) -> None:
+        """Receipts that came before the send's answer waited for this message id: apply them now."""
+        if self.receipts is None or not provider_message_id:
+            return
+        try:
+            moved = self.receipts.apply_waiting(provider, provider_message_id)
+        except LedgerUnavailable as exc:
+            # The sweeper's match_waiting pass applies them later; the send itself is recorded.
+            log.warning("receipts.waiting_deferred", provider=provider, error=str(exc))
+            return
+        self._announce_moves(moved)
+
+    def _announce_moves(self, moved: Sequence[Moved]) -> None:
+        for item in moved:
+            self.observer.moved(item)
+            self.announcer.announce(item.change)
 
     def _attempt(self, claim: Claim, timer: _Timer, bound: structlog.typing.FilteringBoundLogger) -> Outcome:
         notification_id = claim.notification_id
@@ -446,6 +605,16 @@ class Dispatcher:
             outcome = self._retry(claim, exc, bound)
         except ProviderMisconfigured as exc:
             outcome = self._park(claim, exc, bound)
+        except RecipientSuppressed as exc:
+            # No provider was called; the reason names the list entry's cause, never the recipient.
+            reason = Reason(type(exc).__name__, str(exc))
+            bound.info("deliver.suppressed", reason=exc.reason, mode=self.suppression_mode)
+            outcome = self._write(
+                Outcome(notification_id, Status.FAILED, None, reason=reason.text),
+                Unrecorded(claim.token, Status.FAILED, error_class=reason.error_class, error_code=exc.code),
+                partial(self.ledger.record_failed, claim, reason, provider=None),
+                bound,
+            )
         except (GiveUp, TemplateError, InvalidEvent) as exc:
             provider = getattr(exc, "provider", None) or None
             bound.warning("deliver.failed", provider=provider, error_class=type(exc).__name__, error=str(exc))
@@ -466,7 +635,12 @@ class Dispatcher:
             with self._shout_lock:
                 self._shouted.discard(receipt.provider)
             outcome = self._write(
-                Outcome(notification_id, Status.SENT, receipt.provider),
+                Outcome(
+                    notification_id,
+                    Status.SENT,
+                    receipt.provider,
+                    provider_message_id=receipt.provider_message_id,
+                ),
                 Unrecorded(
                     claim.token,
                     Status.SENT,
@@ -545,7 +719,12 @@ class Dispatcher:
             written=written,
         )
         retry_in = held.retry_in if held.status is Status.RETRYING else None
-        return Outcome(notification_id, held.status, provider, retry_in=retry_in, reason=reason)
+        outcome = Outcome(notification_id, held.status, provider, retry_in=retry_in, reason=reason)
+        if written:
+            self._announce_outcome(notification_id, outcome, None, None, {}, old=None)
+            if held.status is Status.SENT:
+                self._after_sent(provider or "", held.provider_message_id)
+        return outcome
 
     def _park(
         self, claim: Claim, exc: ProviderMisconfigured, bound: structlog.typing.FilteringBoundLogger
@@ -588,11 +767,29 @@ class Dispatcher:
     def _send(self, claim: Claim, timer: _Timer) -> Receipt:
         if claim.channel is Channel.SMS:
             sms = self.composer.sms(claim.notification_id, claim.payload)
+            self._check_list(claim, Channel.SMS, sms.to_number)
             with timer, provider_span(self.sms.name):
                 return self.sms.send_sms(sms)
         email = self.composer.email(claim.notification_id, claim.event_type, claim.payload)
+        self._check_list(claim, Channel.EMAIL, email.to_address)
         with timer, provider_span(self.email.name):
             return self.email.send_email(email)
+
+    def _check_list(self, claim: Claim, channel: Channel, recipient: str) -> None:
+        """Before any provider call: enforce raises ``RecipientSuppressed``, record only counts."""
+        if self.suppression is None:
+            return
+        try:
+            why = self.suppression.reason(channel, recipient)
+        except ValueError:
+            # Intake validated the recipient; one the hash cannot spell is not on the list either.
+            return
+        if why is None:
+            return
+        self.observer.suppressed(channel.value, self.suppression_mode)
+        if self.suppression_mode == "enforce":
+            raise RecipientSuppressed(why.value)
+        log.warning("deliver.suppressed_sent", notification_id=claim.notification_id, reason=why.value)
 
     def _retry(
         self,
@@ -641,6 +838,11 @@ class Dispatcher:
             log.warning("sweep.unknown", notification_id=notification_id)
         purged = self.ledger.purge_personal_data(older_than_days=retention_days)
         found = {"requeued": len(requeued), "unknown": len(unknown), "purged": purged}
+        if self.receipts is not None:
+            # Receipts that beat the send's answer: matched if their message id appeared since
+            # (the dispatcher's own match may have lost to a database blip), else dropped after the wait.
+            self._announce_moves(self.receipts.match_waiting())
+            found["receipts_dropped"] = self.receipts.drop_unmatched(older_than=self.receipt_wait)
         if any(found.values()):
             log.info("sweep.done", **found)
         self.observer.swept(found)

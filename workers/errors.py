@@ -112,6 +112,17 @@ class GiveUp(DeliveryError):
     """Give up: the provider refused this message for good (invalid recipient, bounce, opt-out)."""
 
 
+class RecipientSuppressed(GiveUp):
+    """Give up without calling the provider: the recipient is on the suppression list.
+
+    ``reason`` is the list entry's cause (``hard_bounce``, ``stop``, ...), never the recipient.
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"suppressed: {reason}", code="suppressed")
+
+
 class ProviderMisconfigured(DeliveryError):
     """Fix the configuration: bad API key or credentials; retrying would only burn the budget."""
 

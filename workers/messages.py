@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
@@ -27,14 +28,29 @@ class Status(StrEnum):
     DEAD = "dead"
     UNKNOWN = "unknown"
     DISCARDED = "discarded"
+    # After `sent`, from the provider's delivery receipts (issue 15).
+    DELIVERED = "delivered"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
 
     @property
     def terminal(self) -> bool:
         return self in TERMINAL
 
 
+# Terminal for the worker: nothing more to send. Receipts may still move a `sent` row on.
 TERMINAL = frozenset(
-    {Status.SENT, Status.REJECTED, Status.FAILED, Status.DEAD, Status.UNKNOWN, Status.DISCARDED}
+    {
+        Status.SENT,
+        Status.REJECTED,
+        Status.FAILED,
+        Status.DEAD,
+        Status.UNKNOWN,
+        Status.DISCARDED,
+        Status.DELIVERED,
+        Status.BOUNCED,
+        Status.COMPLAINED,
+    }
 )
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
@@ -85,3 +101,22 @@ class Receipt:
     provider: str
     provider_message_id: str | None
     detail: Mapping[str, Any] = field(default_factory=dict)  # non-personal facts, e.g. segments
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    """A notification reached a status worth announcing (``NOTIFY_STATUS_EVENTS``): ids and statuses only.
+
+    ``meta`` is the row's envelope facts (``core``, ``trace_context``) as the ledger keeps them;
+    never an address, a number or a body.
+    """
+
+    notification_id: str
+    old: Status | None
+    new: Status
+    at: datetime
+    channel: str | None = None
+    event_type: str | None = None
+    provider: str | None = None
+    reason: str | None = None
+    meta: Mapping[str, Any] = field(default_factory=dict)

@@ -32,6 +32,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from workers.dispatch import Intake, NullObserver, Observer
 from workers.events.schema import BASIC_EMAIL, MENTION_EMAIL_GENERATED, SMS_NOTIFICATION
 from workers.ledger import Claim
+from workers.ledger.receipts import Moved
 from workers.messages import Status
 from workers.settings import Settings
 
@@ -42,6 +43,8 @@ KNOWN_EVENT_TYPES = frozenset({BASIC_EMAIL, SMS_NOTIFICATION, MENTION_EMAIL_GENE
 PROVIDER_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 # From the event's own timestamp: includes bus and queue time, retries, and rate-limit waits.
 END_TO_END_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 21600.0, 86400.0)
+# From the send's acceptance to the provider's `delivered` receipt: seconds for SMS, up to days for mail.
+DELIVERY_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 21600.0, 86400.0, 259200.0)
 WAIT_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 
@@ -108,6 +111,26 @@ class PrometheusObserver:
             registry=registry,
         )
 
+        self.receipts_total = Counter(
+            "notify_receipts",
+            "Delivery receipts taken from providers, by provider and what they ask of the status",
+            ["provider", "status"],
+            registry=registry,
+        )
+        self.sent_to_delivered_seconds = Histogram(
+            "notify_sent_to_delivered_seconds",
+            "From the provider's acceptance (sent) to its delivered receipt",
+            ["channel", "provider"],
+            buckets=DELIVERY_BUCKETS,
+            registry=registry,
+        )
+        self.suppressed_total = Counter(
+            "notify_suppressed",
+            "Sends to a recipient on the suppression list: stopped (enforce) or only counted (record)",
+            ["channel", "mode"],
+            registry=registry,
+        )
+
     def intake(self, outcome: Intake, event_type: str | None, channel: str | None) -> None:
         self.events.labels(outcome.value, channel or "none", event_type_label(event_type)).inc()
 
@@ -135,6 +158,21 @@ class PrometheusObserver:
         for finding, count in found.items():
             if count:
                 self.sweeper.labels(finding).inc(count)
+
+    def suppressed(self, channel: str, mode: str) -> None:
+        self.suppressed_total.labels(channel, mode).inc()
+
+    def receipts(self, provider: str, effect: str, count: int) -> None:
+        self.receipts_total.labels(provider, effect).inc(count)
+
+    def moved(self, moved: Moved) -> None:
+        change = moved.change
+        if change.new.value == "delivered" and moved.sent_at is not None:
+            seconds = (moved.occurred_at - moved.sent_at).total_seconds()
+            # Provider clocks differ from ours by a little: a receipt "before" the send took no time.
+            self.sent_to_delivered_seconds.labels(
+                change.channel or "none", change.provider or "none"
+            ).observe(max(seconds, 0.0))
 
     def rate_limited(self, limit: str, wait: float) -> None:
         self.rate_limit_waits.labels(limit).inc()

@@ -8,9 +8,12 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 
 from workers.compose import Composer
-from workers.dispatch import Dispatcher, Enqueue, Observer
+from workers.dispatch import Announcer, Dispatcher, Enqueue, Observer
 from workers.ledger import Ledger, make_engine
+from workers.ledger.keys import SUPPRESSION_KEY, load_key
 from workers.ledger.migrate import upgrade
+from workers.ledger.receipts import ReceiptBook
+from workers.ledger.suppressions import SuppressionCheck, Suppressions
 from workers.providers.registry import build_email_provider, build_sms_provider
 from workers.ratelimit import RedisRateLimiter, WaitListener, build_limiter
 from workers.rendering import TemplateStore, default_templates_dir, mention_template_data
@@ -46,8 +49,21 @@ def ledger_for(settings: Settings, *, migrate: bool | None = None) -> tuple[Engi
     return engine, Ledger(engine)
 
 
+def suppression_check(settings: Settings, engine: Engine) -> SuppressionCheck:
+    """The list lookup with its key (``NOTIFY_SUPPRESSION_KEY``, else the one kept in the state dir)."""
+    return SuppressionCheck(
+        Suppressions(engine),
+        lambda: load_key(SUPPRESSION_KEY, settings.suppression_key.get_secret_value(), settings.state_dir),
+    )
+
+
 def build_runtime(
-    settings: Settings, *, enqueue: Enqueue, migrate: bool | None = None, observer: Observer | None = None
+    settings: Settings,
+    *,
+    enqueue: Enqueue,
+    migrate: bool | None = None,
+    observer: Observer | None = None,
+    announcer: Announcer | None = None,
 ) -> Runtime:
     # The observer also hears the rate limiter's refusals when it can (the Prometheus one does).
     limiter = build_limiter(settings, listener=observer if isinstance(observer, WaitListener) else None)
@@ -68,6 +84,11 @@ def build_runtime(
         on_maybe_delivered=settings.on_maybe_delivered,
         misconfigured_backoff=settings.misconfigured_backoff,
         observer=observer,
+        suppression=suppression_check(settings, engine),
+        suppression_mode=settings.suppression,
+        receipts=ReceiptBook(engine),
+        receipt_wait=settings.receipt_wait,
+        announcer=announcer if settings.status_events else None,
     )
     return Runtime(settings, engine, ledger, templates, dispatcher, limiter)
 
@@ -75,9 +96,17 @@ def build_runtime(
 class LazyRuntime:
     """Builds the runtime on first use in each process (after a prefork fork, never before)."""
 
-    def __init__(self, settings: Settings, enqueue: Enqueue, *, observer: Observer | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        enqueue: Enqueue,
+        *,
+        observer: Observer | None = None,
+        announcer: Announcer | None = None,
+    ) -> None:
         self._settings = settings
         self._enqueue = enqueue
+        self._announcer = announcer
         self._observer = observer  # one per process, outliving runtimes: metrics register once
         self._lock = threading.Lock()
         self._runtime: Runtime | None = None
@@ -88,7 +117,10 @@ class LazyRuntime:
             with self._lock:
                 if self._runtime is None:
                     self._runtime = build_runtime(
-                        self._settings, enqueue=self._enqueue, observer=self._observer
+                        self._settings,
+                        enqueue=self._enqueue,
+                        observer=self._observer,
+                        announcer=self._announcer,
                     )
                 runtime = self._runtime
         return runtime

@@ -135,6 +135,9 @@ class Settings(BaseSettings):
     suppression_key: SecretStr = SecretStr("")
     suppression: Literal["enforce", "record", "off"] = "enforce"
     status_events: bool = False  # publish events.NotificationStatusChanged on each final status
+    # How long a receipt whose message id the ledger does not know yet waits for the send's answer
+    # (it can arrive first); then the sweeper counts and drops it. At least ten minutes.
+    receipt_wait: float = Field(default=3600.0, ge=600, le=YEAR, allow_inf_nan=False)
     mandrill_webhook_key: SecretStr = Field(default=SecretStr(""), alias="MANDRILL_WEBHOOK_KEY")
 
     mandrill_api_key: SecretStr = Field(default=SecretStr(""), alias="MANDRILL_API_KEY")
@@ -205,6 +208,7 @@ class Settings(BaseSettings):
                 self.mandrill_api_key,
                 self.smtp_password,
                 self.twilio_auth_token,
+                self.suppression_key,
             )
         ]
         for name in URL_FIELDS:

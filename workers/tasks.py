@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
-from typing import Any, NoReturn
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NoReturn, TypeVar
 
 import structlog
 from celery import Task
@@ -15,6 +15,7 @@ from workers.errors import DeliveryFailed, InvalidEvent, LedgerUnavailable, NotO
 from workers.events import parse_event_dict
 from workers.ledger.store import ResendResult
 from workers.providers.redact import redact
+from workers.receipts import DeliveryReceipt, SuppressionChange
 
 log = structlog.get_logger("workers.tasks")
 
@@ -169,3 +170,43 @@ def sweep() -> dict[str, int]:
         sending_timeout=settings.sending_timeout,
         retention_days=settings.retention_days,
     )
+
+
+Value = TypeVar("Value")
+
+
+def _values(items: Any, read: Callable[[Mapping[str, Any]], Value], kind: str) -> list[Value]:
+    """Each dict read back as a value; a malformed one is logged with its index and skipped."""
+    if not isinstance(items, Sequence) or isinstance(items, str | bytes):
+        log.error("receipt.malformed", kind=kind, index=None, error="expected a list")
+        return []
+    values: list[Value] = []
+    for index, item in enumerate(items):
+        try:
+            if not isinstance(item, Mapping):
+                raise ValueError("expected an object")
+            values.append(read(item))
+        except (ValueError, TypeError) as exc:
+            # The field's name and problem; the dict holds ids and hashes only, never an address.
+            log.error("receipt.malformed", kind=kind, index=index, error=str(exc)[:200])
+            app.observer.receipts("unknown", "malformed", 1)
+    return values
+
+
+@app.task(
+    name="notifications.receipt",
+    ignore_result=True,
+    # A database blip: the whole batch again later (recording it is idempotent).
+    autoretry_for=(LedgerUnavailable,),
+    retry_backoff=1,
+    retry_backoff_max=60,
+    retry_jitter=True,
+    max_retries=None,
+)
+def receipt(receipts: Any, changes: Any = ()) -> dict[str, int]:
+    """Provider receipts and list changes (``DeliveryReceipt.to_task`` dicts) into the ledger."""
+    result = app.runtime.get().dispatcher.record_receipts(
+        _values(receipts, DeliveryReceipt.from_task, "receipt"),
+        _values(changes, SuppressionChange.from_task, "change"),
+    )
+    return {"recorded": result.recorded, "duplicates": result.duplicates, "moved": len(result.moved)}

@@ -13,7 +13,8 @@ root=$(cd "$here/../.." && pwd)
 python=${PYTHON:-"$root/.venv/bin/python"}
 cd "$root"
 "$python" -m grpc_tools.protoc -I workers --python_out=workers --pyi_out=workers \
-    workers/events/core.proto workers/events/notification.proto workers/events/mention_notification.proto
+    workers/events/core.proto workers/events/notification.proto workers/events/mention_notification.proto \
+    workers/events/status.proto
 for f in workers/events/*_pb2.py workers/events/*_pb2.pyi; do
     sed -i -e 's/^from events import /from workers.events import /' -e 's/^import events\./import workers.events./' "$f"
 done

@@ -1,11 +1,22 @@
-"""SQLAlchemy table definitions for notifications and their delivery attempts."""
+"""SQLAlchemy table definitions: notifications, their delivery attempts, receipts and suppressions."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Dialect, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -77,6 +88,8 @@ class Notification(Base):
         Index("ix_notifications_created_id", "created_at", "id"),
         Index("ix_notifications_status_updated", "status", "updated_at"),
         Index("ix_notifications_recipient", "recipient"),
+        # Delivery receipts find their row by the provider's message id.
+        Index("ix_notifications_provider_message_id", "provider_message_id"),
     )
 
 
@@ -97,3 +110,51 @@ class Attempt(Base):
     outcome: Mapped[str | None] = mapped_column(String(16))
     error_class: Mapped[str | None] = mapped_column(String(80))
     error_message: Mapped[str | None] = mapped_column(Text)
+
+
+class ReceiptRecord(Base):
+    """One provider report about a message it accepted; append-only, never a body or an address.
+
+    ``notification_id`` stays empty while the message id is not yet in the ledger (a receipt can
+    beat the send's answer); the sweeper drops such rows after ``NOTIFY_RECEIPT_WAIT``.
+    """
+
+    __tablename__ = "receipts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    provider: Mapped[str] = mapped_column(String(40))
+    # Unique per provider: the same report again (a provider's retry, a replay) is a no-op.
+    provider_event_id: Mapped[str] = mapped_column(String(255))
+    # Empty for the provider's own list changes (Mandrill blacklist sync), which name no message.
+    provider_message_id: Mapped[str | None] = mapped_column(String(255))
+    notification_id: Mapped[str | None] = mapped_column(
+        String(128), ForeignKey("notifications.id", ondelete="CASCADE"), index=True
+    )
+    channel: Mapped[str] = mapped_column(String(8))
+    raw_status: Mapped[str] = mapped_column(String(40))
+    effect: Mapped[str] = mapped_column(String(16))
+    error_code: Mapped[str | None] = mapped_column(String(40))
+    occurred_at: Mapped[datetime] = mapped_column()
+    received_at: Mapped[datetime] = mapped_column()
+
+    __table_args__ = (
+        UniqueConstraint("provider", "provider_event_id", name="uq_receipts_provider_event"),
+        Index("ix_receipts_provider_message", "provider", "provider_message_id"),
+    )
+
+
+class Suppression(Base):
+    """A recipient not to be sent to, known only by its keyed hash (``receipts.recipient_key``)."""
+
+    __tablename__ = "suppressions"
+
+    channel: Mapped[str] = mapped_column(String(8), primary_key=True)
+    recipient_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str] = mapped_column(String(255))  # the provider's event id, or "operator"
+    created_at: Mapped[datetime] = mapped_column()
+
+    __table_args__ = (
+        # Newest-first keyset pagination of `notify suppressions list`.
+        Index("ix_suppressions_created", "created_at", "channel", "recipient_key"),
+    )

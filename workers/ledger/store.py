@@ -763,6 +763,7 @@ class Ledger:
         finished = [
             s.value for s in (Status.SENT, Status.DISCARDED, Status.REJECTED, Status.FAILED, Status.DEAD)
         ]
+        finished += [s.value for s in sorted(states.RECEIPT_STATUSES)]  # delivered, bounced, complained
         with self.engine.begin() as conn:
             return int(
                 conn.execute(

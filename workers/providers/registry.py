@@ -71,5 +71,9 @@ def _sms(name: str, settings: Settings) -> SmsProvider:
             settings.twilio_auth_token.get_secret_value(),
             base_url=settings.twilio_base_url,
             timeout=settings.twilio_timeout,
+            # Twilio posts each status change of the message to our webhook receiver.
+            status_callback=f"{settings.public_url.rstrip('/')}/webhooks/twilio"
+            if settings.public_url
+            else None,
         )
     raise ValueError(f"unknown SMS provider {name!r}")  # settings validation makes this unreachable

@@ -90,9 +90,12 @@ def utf16_length(body: str) -> int:
 # --- request -------------------------------------------------------------------------------------
 
 
-def build_create_params(message: SmsMessage) -> dict[str, str]:
-    """Keyword arguments for ``client.messages.create``: ``from_`` or ``messaging_service_sid``."""
+def build_create_params(message: SmsMessage, status_callback: str | None = None) -> dict[str, str]:
+    """Keyword arguments for ``client.messages.create``: ``from_`` or ``messaging_service_sid``, and
+    ``status_callback`` (our webhook receiver) when ``NOTIFY_PUBLIC_URL`` is set."""
     params = {"to": message.to_number, "body": message.body}
+    if status_callback:
+        params["status_callback"] = status_callback
     if message.from_number.startswith("MG"):
         params["messaging_service_sid"] = message.from_number
     else:
@@ -360,7 +363,9 @@ class TwilioProvider:
         *,
         base_url: str = "https://api.twilio.com",
         timeout: float = 10.0,
+        status_callback: str | None = None,
     ) -> None:
+        self._status_callback = status_callback
         if not account_sid or not auth_token:
             raise ConfigurationError(
                 "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN must be set when twilio is the SMS provider"
@@ -377,7 +382,7 @@ class TwilioProvider:
             _raise(ERROR_CODES[21617], code="21617", detail=f"{length} UTF-16 units, refused before sending")
         counted = segments(message.body)
         try:
-            created: Any = self._client.messages.create(**build_create_params(message))
+            created: Any = self._client.messages.create(**build_create_params(message, self._status_callback))
         except _Transport as exc:
             if exc.kind == "maybe-delivered":
                 # Twilio may have queued the message without our hearing the SID.
