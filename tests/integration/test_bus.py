@@ -665,7 +665,10 @@ def test_a_database_outage_during_intake_requeues_and_delivers_after(
 ) -> None:
     if broker == "rabbitmq":
         w, bus = request.getfixturevalue("rabbit")(database_url=postgres_url, NOTIFY_SWEEP_INTERVAL="30")
-        publish: Callable[[Wire], object] = lambda m: bus.publish([m])  # noqa: E731
+
+        def publish(m: Wire) -> object:
+            return bus.publish([m])
+
     else:
         env = isolated_env(tmp_path, database_url=postgres_url, NOTIFY_SWEEP_INTERVAL="30")
         w = worker(env, tmp_path)
