@@ -16,10 +16,10 @@ HERE = Path(__file__).resolve().parent
 if str(HERE.parent) not in sys.path:  # run as a script from a checkout without installing
     sys.path.insert(0, str(HERE.parent))
 
-from workers.events import build_event, to_binary, to_json_bytes  # noqa: E402
-from workers.events.core_pb2 import VtEvent  # noqa: E402
-from workers.events.mention_notification_pb2 import MentionEmailGenerated  # noqa: E402
-from workers.events.notification_pb2 import BasicEmail, SMSNotification  # noqa: E402
+from workers.events import build_event, to_binary, to_json_bytes  # noqa: E402  # after the sys.path line above
+from workers.events.core_pb2 import VtEvent  # noqa: E402  # after the sys.path line above
+from workers.events.mention_notification_pb2 import MentionEmailGenerated  # noqa: E402  # after the sys.path line above
+from workers.events.notification_pb2 import BasicEmail, SMSNotification  # noqa: E402  # after the sys.path line above
 
 Mention = MentionEmailGenerated.Mention
 PlaceHolders = MentionEmailGenerated.PlaceHolders

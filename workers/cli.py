@@ -5,22 +5,22 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
-import shutil
-import signal
-import subprocess
 import sys
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from workers.errors import ConfigurationError, InvalidEvent, NotifyError, TemplateError
+from workers.event_types import EVENT_TYPES
 from workers.messages import Status
 from workers.settings import Settings, load_settings, mask_url
 
 EXIT_USAGE = 2
+
+# What every subcommand is: its parser says `set_defaults(func=cmd_x)`, and `_main` calls it with the
+# settings, the parsed arguments and the options it did not know (only worker and flower take any).
+Command = Callable[[Settings, argparse.Namespace, list[str]], int]
 
 
 def _out(line: str = "") -> None:
@@ -52,6 +52,10 @@ class BadArgument(NotifyError):
     def __init__(self, argument: str, problem: str) -> None:
         self.argument = argument
         super().__init__(f"{argument}: {problem}")
+
+
+class MissingArgument(NotifyError):
+    """Fix the command line: a required argument is missing (argparse's usage block, exit 2)."""
 
 
 def _log_level(value: str) -> str:
@@ -152,7 +156,7 @@ def publish_files(settings: Settings, paths: Sequence[Path], routing_key: str | 
     return report
 
 
-def cmd_publish(settings: Settings, args: argparse.Namespace) -> int:
+def cmd_publish(settings: Settings, args: argparse.Namespace, extra: list[str]) -> int:
     paths = [Path(p) for p in args.files]
     missing = [p for p in paths if not p.is_file()]
     if missing:
@@ -166,13 +170,12 @@ def cmd_publish(settings: Settings, args: argparse.Namespace) -> int:
 # -- rendering ----------------------------------------------------------------------------------
 
 
-def cmd_render(settings: Settings, args: argparse.Namespace) -> int:
+def cmd_render(settings: Settings, args: argparse.Namespace, extra: list[str]) -> int:
     from workers.rendering import mention_template_data
     from workers.runtime import template_store
 
     store = template_store(settings)
     if args.check:
-        failures = 0
         try:
             report = store.check()
         except TemplateError as exc:
@@ -182,7 +185,7 @@ def cmd_render(settings: Settings, args: argparse.Namespace) -> int:
             _out(name)
             for part, variables in sorted(parts.items()):
                 _out(f"  {part}: {', '.join(variables) if variables else '(no variables)'}")
-        return 1 if failures else 0
+        return 0
     if not args.template or not args.data:
         _err("notify render: give TEMPLATE and --data FILE, or --check")
         return EXIT_USAGE
@@ -294,7 +297,7 @@ def cmd_list(settings: Settings, args: argparse.Namespace, statuses: tuple[Statu
     return 0
 
 
-def cmd_show(settings: Settings, args: argparse.Namespace) -> int:
+def cmd_show(settings: Settings, args: argparse.Namespace, extra: list[str]) -> int:
     from workers.ledger.queries import get_notification
 
     view = get_notification(_engine(settings), args.id)
@@ -408,7 +411,7 @@ def _recipient_channel(recipient: str, channel: str | None) -> Any:
     return Channel.EMAIL if "@" in recipient else Channel.SMS
 
 
-def cmd_suppressions(settings: Settings, args: argparse.Namespace) -> int:
+def cmd_suppressions(settings: Settings, args: argparse.Namespace, extra: list[str]) -> int:
     """``notify suppressions list|add|remove``: the list is hashes only; an address is hashed, never shown."""
     from workers.ledger.queries import BadQuery
     from workers.ledger.suppressions import OPERATOR, Suppressions
@@ -473,7 +476,7 @@ def ledger_status(ledger: Any, notification_id: str) -> Status | None:
     return Status(value) if value else None
 
 
-def cmd_discard(settings: Settings, args: argparse.Namespace) -> int:
+def cmd_discard(settings: Settings, args: argparse.Namespace, extra: list[str]) -> int:
     from workers.ledger import Ledger
     from workers.ledger.store import DiscardResult
 
@@ -489,7 +492,7 @@ def cmd_discard(settings: Settings, args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
-def cmd_db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
+def cmd_db_upgrade(settings: Settings, args: argparse.Namespace, extra: list[str]) -> int:
     from workers.ledger.migrate import current_revision
     from workers.preflight import open_ledger
 
@@ -500,15 +503,15 @@ def cmd_db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_health(args: argparse.Namespace) -> int:
+def _health_without_settings(error: ConfigurationError) -> int:
+    # Settings that cannot even be read are the first thing health must report, not crash on.
+    _out(f"FAIL settings: {error}")
+    return 1
+
+
+def cmd_health(settings: Settings, args: argparse.Namespace, extra: list[str]) -> int:
     from workers.health import run_checks
 
-    try:
-        settings = load_settings()
-    except ConfigurationError as exc:
-        # Settings that cannot even be read are the first thing health must report, not crash on.
-        _out(f"FAIL settings: {exc}")
-        return 1
     ok = True
     for check in run_checks(settings, providers=not args.no_providers):
         ok &= check.ok
@@ -552,128 +555,44 @@ def cmd_flower(settings: Settings, args: argparse.Namespace, extra: list[str]) -
 
 # -- demo ---------------------------------------------------------------------------------------
 
-DEMO_TIMEOUT = 90.0
+
+def _prepare_demo(args: argparse.Namespace) -> None:
+    """Before settings are read: an empty demo folder, and the settings defaulted into it."""
+    from workers import demo
+
+    try:
+        demo.prepare(Path(args.dir).resolve())
+    except demo.PickAnotherFolder as exc:
+        raise BadArgument("--dir", str(exc)) from None
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from workers.events import load_event_file, parse_event
+def cmd_demo(settings: Settings, args: argparse.Namespace, extra: list[str]) -> int:
+    from workers.demo import Demo
 
-    base = Path(args.dir).resolve()
-    marker = base / ".notify-demo"
-    if base.exists():
-        if not marker.exists():
-            _err(f"notify demo: {base} exists and is not a demo folder; pass --dir")
-            return EXIT_USAGE
-        shutil.rmtree(base)
-    base.mkdir(parents=True)
-    marker.touch()
-    defaults = {
-        "NOTIFY_DATABASE_URL": f"sqlite:///{base / 'notify.db'}",
-        "NOTIFY_OUTBOX_DIR": str(base / "outbox"),
-        "NOTIFY_STATE_DIR": str(base / "state"),
-        "NOTIFY_SWEEP_INTERVAL": "5",
-        "NOTIFY_EMAIL_PROVIDER": "outbox",
-        "NOTIFY_SMS_PROVIDER": "outbox",
-    }
-    for key, value in defaults.items():
-        # The user's own settings win: `NOTIFY_BROKER_URL=amqp://... notify demo` runs on RabbitMQ.
-        os.environ.setdefault(key, value)
-    env = dict(os.environ)
-    settings = load_settings()
-    examples = _package_dir("examples")
-    files = sorted(p for p in examples.rglob("*") if p.suffix in {".json", ".pb"})
-    if not files:
-        _err(f"notify demo: no example events under {examples}")
-        return 1
-    expected: dict[str, str] = {}
-    types: dict[str, str] = {}  # notification id -> event type, as the file declares it
-    for path in files:
-        event = load_event_file(path)
-        try:
-            parsed = parse_event(event.body, event.content_type, routing_key=event.routing_key)
-            expected[parsed.notification_id] = str(path.relative_to(examples))
-            types[parsed.notification_id] = parsed.event_type
-        except InvalidEvent as exc:
-            expected[exc.notification_id or "?"] = str(path.relative_to(examples))
-            types[exc.notification_id or "?"] = exc.event_type or "?"
+    def publish(paths: Sequence[Path]) -> list[str]:
+        return publish_files(settings, paths)
 
-    from workers.preflight import open_ledger
-
-    engine = open_ledger(settings, create=True)  # migrated; a bad NOTIFY_DATABASE_URL: one line
-    broker = mask_url(settings.broker_url) or "embedded (filesystem)"
-    _out(f"notify demo: broker {broker}, ledger {mask_url(settings.resolved_database_url)}")
-    log_path = base / "worker.log"
-    with log_path.open("wb") as log_file:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "workers", "worker", "--concurrency", "4", "--loglevel", "INFO"],
-            env=env | {"NOTIFY_LOG_FORMAT": "json", "NOTIFY_AUTO_MIGRATE": "0"},
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            _out(f"started a worker (pid {worker.pid}); its log: {log_path}")
-            for line in publish_files(settings, files):
-                _out("  " + line)
-            rows = _wait_terminal(engine, set(expected), worker)
-        finally:
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-    return _demo_report(settings, expected, rows, types)
+    runner = Demo(settings, publish=publish, out=_out, err=_err)
+    return runner.run(Path(args.dir).resolve(), _package_dir("examples"))
 
 
-def _wait_terminal(engine: Any, ids: set[str], worker: subprocess.Popen[bytes]) -> dict[str, Any]:
-    from workers.ledger.queries import get_notification
-
-    deadline = time.monotonic() + DEMO_TIMEOUT
-    rows: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        rows = {i: get_notification(engine, i) for i in ids}
-        if all(row is not None and row.status.terminal for row in rows.values()):
-            break
-        if worker.poll() is not None:
-            _err(f"notify demo: the worker exited with code {worker.returncode}")
-            break
-        time.sleep(0.25)
-    return rows
+# -- ledger commands as the parser names them ------------------------------------------------
 
 
-def _demo_report(
-    settings: Settings, expected: dict[str, str], rows: dict[str, Any], types: dict[str, str]
-) -> int:
-    _out("")
-    _out(f"{'EVENT FILE':<44} {'EVENT TYPE':<28} {'STATUS':<9} RESULT")
-    ok = True
-    for notification_id, source in sorted(expected.items(), key=lambda kv: kv[1]):
-        row = rows.get(notification_id)
-        if row is None:
-            ok = False
-            event_type = types.get(notification_id, "?")
-            _out(f"{source:<44} {event_type:<28} {'missing':<9} never reached the ledger")
-            continue
-        status = row.status.value
-        if row.status is Status.SENT:
-            result = f"{row.provider} -> {row.provider_message_id}"
-        elif row.status is Status.REJECTED:
-            result = f"rejected: {row.error}"
-            ok = ok and source.startswith("invalid")
-        else:
-            result = row.error or "still in flight"
-            ok = False
-        event_type = getattr(row, "event_type", None) or types.get(notification_id, "?")
-        _out(f"{source:<44} {event_type:<28} {status:<9} {result}")
-    outbox = settings.outbox_dir.resolve()
-    _out("")
-    _out(f"outbox: {outbox}/email/*.eml and {outbox}/sms/*.json")
-    # The exact command, URL included: run elsewhere without it, `notify deliveries list` would
-    # look for a notify.db in that folder.
-    url = shlex.quote(mask_url(settings.resolved_database_url))
-    _out(f"ledger: NOTIFY_DATABASE_URL={url} notify deliveries list")
-    if not ok:
-        _err("notify demo: not every event reached the state it should")
-    return 0 if ok else 1
+def cmd_deliveries_list(settings: Settings, args: argparse.Namespace, extra: list[str]) -> int:
+    return cmd_list(settings, args, tuple(args.status or ()))
+
+
+def cmd_failed_list(settings: Settings, args: argparse.Namespace, extra: list[str]) -> int:
+    from workers.ledger.states import FAILED_STATES
+
+    return cmd_list(settings, args, tuple(sorted(FAILED_STATES)))
+
+
+def cmd_failed_resend(settings: Settings, args: argparse.Namespace, extra: list[str]) -> int:
+    if not args.ids and not args.all:
+        raise MissingArgument("failed resend: give IDs or --all")
+    return cmd_resend(settings, args)
 
 
 # -- argument parsing ---------------------------------------------------------------------------
@@ -683,7 +602,7 @@ def _list_options(parser: argparse.ArgumentParser, *, with_status: bool) -> None
     if with_status:
         parser.add_argument("--status", type=_status, action="append", help="repeatable")
     parser.add_argument("--channel", choices=["email", "sms"])
-    parser.add_argument("--event-type", help="BasicEmail, SMSNotification, MentionEmailGenerated")
+    parser.add_argument("--event-type", help=", ".join(name.removeprefix("events.") for name in EVENT_TYPES))
     parser.add_argument("--recipient", help="exact address or number")
     parser.add_argument("--since", help="created at or after (ISO 8601; no offset means UTC)")
     parser.add_argument("--until", help="created before (ISO 8601; no offset means UTC)")
@@ -711,10 +630,25 @@ def _suppression_parsers(sub: Any) -> None:
         command.add_argument("--channel", choices=["email", "sms"], help="default: email if it has an @")
         if action == "add":
             command.add_argument("--reason", default="manual", choices=[r.value for r in SuppressionReason])
+        command.set_defaults(func=cmd_suppressions, needs_ledger=True)
+    listing.set_defaults(func=cmd_suppressions, needs_ledger=True)
+
+
+def _settings_refused(error: ConfigurationError) -> int:
+    _err(f"notify: {error}")
+    return EXIT_USAGE
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Every subcommand names its function with ``set_defaults(func=...)``; the other defaults say
+    how ``_main`` prepares the call, and a subcommand sets only those that differ from these."""
     parser = argparse.ArgumentParser(prog="notify", description=__doc__)
+    parser.set_defaults(
+        passes_extra=False,  # unknown options go on to Celery or Flower instead of being an error
+        needs_ledger=False,  # the ledger must exist and be migrated first; it is never created
+        before_settings=None,  # runs on the arguments before the settings are read (the demo's folder)
+        unreadable_settings=_settings_refused,  # what settings that cannot be read become
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     worker = sub.add_parser("worker", help="run a Celery worker with the bus consumer and the sweeper")
@@ -722,10 +656,12 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--concurrency", type=int)
     worker.add_argument("--loglevel", type=_log_level)
     worker.add_argument("--no-beat", action="store_true", help="do not run the sweeper schedule here")
+    worker.set_defaults(func=cmd_worker, passes_extra=True)
 
     publish = sub.add_parser("publish", help="publish raw VtEvent files (.json or .pb) on the event bus")
     publish.add_argument("files", nargs="+")
     publish.add_argument("--routing-key", help="override the routing key (default: the payload type)")
+    publish.set_defaults(func=cmd_publish)
 
     render = sub.add_parser("render", help="render one part of a template")
     render.add_argument("template", nargs="?")
@@ -733,42 +669,51 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--language", default="handlebars", choices=["handlebars", "mailchimp"])
     render.add_argument("--part", default="html", choices=["html", "text", "subject"])
     render.add_argument("--check", action="store_true", help="parse every template and list its variables")
+    render.set_defaults(func=cmd_render)
 
     deliveries = sub.add_parser("deliveries", help="look at the ledger").add_subparsers(
         dest="action", required=True
     )
-    _list_options(deliveries.add_parser("list", help="list notifications, newest first"), with_status=True)
+    listing = deliveries.add_parser("list", help="list notifications, newest first")
+    _list_options(listing, with_status=True)
+    listing.set_defaults(func=cmd_deliveries_list, needs_ledger=True)
     show = deliveries.add_parser("show", help="one notification and its attempts")
     show.add_argument("id")
     show.add_argument("--json", action="store_true")
+    show.set_defaults(func=cmd_show, needs_ledger=True)
 
     failed = sub.add_parser("failed", help="act on failed notifications").add_subparsers(
         dest="action", required=True
     )
-    _list_options(
-        failed.add_parser("list", help="failed, dead, unknown and rejected rows"), with_status=False
-    )
+    failed_list = failed.add_parser("list", help="failed, dead, unknown and rejected rows")
+    _list_options(failed_list, with_status=False)
+    failed_list.set_defaults(func=cmd_failed_list, needs_ledger=True)
     resend = failed.add_parser("resend", help="deliver again (through notifications.resend)")
     resend.add_argument("ids", nargs="*")
     resend.add_argument("--all", action="store_true", help="every failed and dead row (unknown ones by id)")
     resend.add_argument("--force", action="store_true", help="also resend rows already sent")
+    resend.set_defaults(func=cmd_failed_resend, needs_ledger=True)
     discard = failed.add_parser("discard", help="give up on notifications for good")
     discard.add_argument("ids", nargs="+")
+    discard.set_defaults(func=cmd_discard, needs_ledger=True)
 
     _suppression_parsers(sub)
 
     db = sub.add_parser("db", help="database schema").add_subparsers(dest="action", required=True)
-    db.add_parser("upgrade", help="apply migrations")
+    db.add_parser("upgrade", help="apply migrations").set_defaults(func=cmd_db_upgrade)
 
     health = sub.add_parser("health", help="check broker, database and providers")
     health.add_argument(
         "--no-providers", action="store_true", help="broker and database only (for container liveness)"
     )
+    health.set_defaults(func=cmd_health, unreadable_settings=_health_without_settings)
     flower = sub.add_parser("flower", help="Flower with basic auth from NOTIFY_FLOWER_USER/PASSWORD")
     flower.add_argument("--address", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     flower.add_argument("--port", type=int, default=5555)
+    flower.set_defaults(func=cmd_flower, passes_extra=True)
     demo = sub.add_parser("demo", help="the whole loop on the embedded default")
     demo.add_argument("--dir", default="notify-demo", help="working folder (wiped at start)")
+    demo.set_defaults(func=cmd_demo, before_settings=_prepare_demo)
     return parser
 
 
@@ -784,49 +729,27 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command not in ("worker", "flower"):
+    if extra and not args.passes_extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    command: Command = args.func
     try:
-        if args.command == "demo":
-            return cmd_demo(args)
-        if args.command == "health":
-            return cmd_health(args)
-        settings = load_settings()
-        if args.command in ("deliveries", "failed", "suppressions"):
-            # The ledger must exist and be migrated: these commands never create one (no folder,
-            # no empty notify.db) and say so in one line instead of an SQL error.
+        if args.before_settings is not None:
+            args.before_settings(args)
+        try:
+            settings = load_settings()
+        except ConfigurationError as exc:
+            refused: Callable[[ConfigurationError], int] = args.unreadable_settings
+            return refused(exc)
+        if args.needs_ledger:
+            # These commands never create a ledger (no folder, no empty notify.db) and say so in
+            # one line instead of an SQL error.
             from workers.preflight import open_ledger
 
             open_ledger(settings, create=False).dispose()
-        if args.command == "worker":
-            return cmd_worker(settings, args, extra)
-        if args.command == "publish":
-            return cmd_publish(settings, args)
-        if args.command == "render":
-            return cmd_render(settings, args)
-        if args.command == "deliveries":
-            return (
-                cmd_list(settings, args, tuple(args.status or ()))
-                if args.action == "list"
-                else cmd_show(settings, args)
-            )
-        if args.command == "failed":
-            if args.action == "list":
-                from workers.ledger.states import FAILED_STATES
-
-                return cmd_list(settings, args, tuple(sorted(FAILED_STATES)))
-            if args.action == "resend":
-                if not args.ids and not args.all:
-                    parser.error("failed resend: give IDs or --all")
-                return cmd_resend(settings, args)
-            return cmd_discard(settings, args)
-        if args.command == "suppressions":
-            return cmd_suppressions(settings, args)
-        if args.command == "db":
-            return cmd_db_upgrade(settings, args)
-        if args.command == "flower":
-            return cmd_flower(settings, args, extra)
-    except ConfigurationError as exc:
+        return command(settings, args, extra)
+    except MissingArgument as exc:
+        parser.error(str(exc))
+    except (ConfigurationError, BadArgument) as exc:
         _err(f"notify: {exc}")
         return EXIT_USAGE
     except NotifyError as exc:
@@ -841,5 +764,3 @@ def _main(argv: Sequence[str] | None = None) -> int:
         detail = " ".join(str(getattr(exc, "orig", None) or exc).split())[:300]
         _err(f"notify: ledger error: {type(exc).__name__}: {load_settings().scrub(detail)}")
         return 1
-    parser.error(f"unknown command {args.command}")
-    return EXIT_USAGE

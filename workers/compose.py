@@ -8,11 +8,8 @@ from collections.abc import Mapping
 from typing import Any, Literal, Protocol
 
 from workers.errors import InvalidEvent
+from workers.event_types import BASIC_EMAIL, MENTION_EMAIL_GENERATED
 from workers.messages import EmailMessage, SmsMessage, StoredTemplate
-
-BASIC_EMAIL = "events.BasicEmail"
-SMS = "events.SMSNotification"
-MENTION = "events.MentionEmailGenerated"
 
 
 class TemplateRenderer(Protocol):
@@ -61,7 +58,7 @@ class Composer:
     def email(self, notification_id: str, event_type: str, payload: Mapping[str, Any]) -> EmailMessage:
         if event_type == BASIC_EMAIL:
             return self._basic(notification_id, payload)
-        if event_type == MENTION:
+        if event_type == MENTION_EMAIL_GENERATED:
             return self._mention(notification_id, payload)
         raise InvalidEvent(f"{event_type} is not an email event", field="data")
 

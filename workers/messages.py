@@ -16,7 +16,7 @@ class Channel(StrEnum):
 
 
 class Status(StrEnum):
-    """Where a notification is in its life; see DESIGN.md's status model."""
+    """Where a notification is in its life; ``ledger/states.py`` rules the moves (docs/architecture.md)."""
 
     ACCEPTED = "accepted"
     QUEUED = "queued"

@@ -30,7 +30,7 @@ from prometheus_client.exposition import start_http_server
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from workers.dispatch import Intake, NullObserver, Observer
-from workers.events.schema import BASIC_EMAIL, MENTION_EMAIL_GENERATED, SMS_NOTIFICATION
+from workers.events.schema import OUR_EVENT_TYPES
 from workers.ledger import Claim
 from workers.ledger.receipts import Moved
 from workers.messages import Status
@@ -38,7 +38,6 @@ from workers.settings import Settings
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 FORKING_POOLS = frozenset({"prefork", "processes"})
-KNOWN_EVENT_TYPES = frozenset({BASIC_EMAIL, SMS_NOTIFICATION, MENTION_EMAIL_GENERATED})
 
 PROVIDER_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 # From the event's own timestamp: includes bus and queue time, retries, and rate-limit waits.
@@ -53,7 +52,7 @@ def event_type_label(event_type: str | None) -> str:
     if event_type is None:
         return "unknown"
     name = event_type if event_type.startswith("events.") else f"events.{event_type}"
-    return name.removeprefix("events.") if name in KNOWN_EVENT_TYPES else "other"
+    return name.removeprefix("events.") if name in OUR_EVENT_TYPES else "other"
 
 
 class PrometheusObserver:

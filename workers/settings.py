@@ -13,6 +13,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from workers.errors import ConfigurationError
+from workers.event_types import EVENT_TYPES
 
 EMAIL_PROVIDERS = frozenset({"mandrill", "smtp", "outbox"})
 SMS_PROVIDERS = frozenset({"twilio", "outbox"})
@@ -71,11 +72,7 @@ class Settings(BaseSettings):
     task_queue: str = "notify"
     event_exchange: str = "events"
     event_queue: str = "notify.events"
-    event_routing_keys: Annotated[tuple[str, ...], NoDecode] = (
-        "events.BasicEmail",
-        "events.SMSNotification",
-        "events.MentionEmailGenerated",
-    )
+    event_routing_keys: Annotated[tuple[str, ...], NoDecode] = EVENT_TYPES
     consume_events: bool = True
     # Bus messages settled together (one ledger write); 1 settles each on its own.
     ingest_batch: int = Field(default=50, ge=1, le=1000)

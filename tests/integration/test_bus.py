@@ -291,7 +291,7 @@ def test_events_published_with_pika_are_delivered_in_every_encoding(rabbit: Any,
 def test_log_lines_of_a_notification_carry_core_id_name_and_baggage(rabbit: Any, tmp_path: Path) -> None:
     w, bus = rabbit()
     # A fixed id whose groups are not all digits: the log masks digit runs that look like phone
-    # numbers in every field it does not know to be an id (see the report on core_id).
+    # numbers in every field it does not know to be an id (workers/logs.py).
     event_id = "9f1c2b7e-aa4d-4c1e-9b7a-3e5f00c0ffee"
     event = basic_email(event_id)
     event["core"]["name"] = "signup-welcome"
@@ -665,7 +665,10 @@ def test_a_database_outage_during_intake_requeues_and_delivers_after(
 ) -> None:
     if broker == "rabbitmq":
         w, bus = request.getfixturevalue("rabbit")(database_url=postgres_url, NOTIFY_SWEEP_INTERVAL="30")
-        publish: Callable[[Wire], object] = lambda m: bus.publish([m])  # noqa: E731
+
+        def publish(m: Wire) -> object:
+            return bus.publish([m])
+
     else:
         env = isolated_env(tmp_path, database_url=postgres_url, NOTIFY_SWEEP_INTERVAL="30")
         w = worker(env, tmp_path)

@@ -3,6 +3,7 @@
 Other packages import from here only; the submodules are the implementation.
 """
 
+from workers.event_types import BASIC_EMAIL, MENTION_EMAIL_GENERATED, SMS_NOTIFICATION
 from workers.events.encoding import build_event, event_to_dict, format_rfc1123z, to_binary, to_json_bytes
 from workers.events.files import EventFile, load_event_file
 from workers.events.parsing import (
@@ -13,14 +14,7 @@ from workers.events.parsing import (
     parse_timestamp,
     raw_id,
 )
-from workers.events.schema import (
-    BASIC_EMAIL,
-    DEFAULT_TEMPLATES,
-    MENTION_EMAIL_GENERATED,
-    OUR_EVENT_TYPES,
-    SMS_NOTIFICATION,
-    TYPE_URL_PREFIX,
-)
+from workers.events.schema import DEFAULT_TEMPLATES, OUR_EVENT_TYPES, TYPE_URL_PREFIX
 from workers.events.wire import JSON_CONTENT_TYPE, MAX_EVENT_BYTES, PROTOBUF_CONTENT_TYPE
 
 __all__ = [

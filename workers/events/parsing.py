@@ -20,14 +20,8 @@ import structlog
 from google.protobuf.message import Message
 
 from workers.errors import InvalidEvent, NotOurEvent
-from workers.events.schema import (
-    BASIC_EMAIL,
-    DEFAULT_TEMPLATES,
-    KINDS,
-    MENTION_EMAIL_GENERATED,
-    OUR_EVENT_TYPES,
-    SMS_NOTIFICATION,
-)
+from workers.event_types import BASIC_EMAIL, MENTION_EMAIL_GENERATED, SMS_NOTIFICATION
+from workers.events.schema import DEFAULT_TEMPLATES, KINDS, OUR_EVENT_TYPES
 from workers.events.validation import validate_payload
 from workers.events.wire import (
     Envelope,

@@ -8,12 +8,9 @@ from types import MappingProxyType
 
 from google.protobuf.message import Message
 
+from workers.event_types import BASIC_EMAIL, MENTION_EMAIL_GENERATED, SMS_NOTIFICATION
 from workers.events import mention_notification_pb2, notification_pb2
 from workers.messages import Channel
-
-BASIC_EMAIL = "events.BasicEmail"
-SMS_NOTIFICATION = "events.SMSNotification"
-MENTION_EMAIL_GENERATED = "events.MentionEmailGenerated"
 
 # What protobuf's Any.Pack writes; on input any prefix is accepted, as protobuf itself does.
 TYPE_URL_PREFIX = "type.googleapis.com/"

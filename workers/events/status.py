@@ -13,11 +13,12 @@ from typing import Any
 import structlog
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from workers.event_types import NOTIFICATION_STATUS_CHANGED
 from workers.events.encoding import build_event, to_binary
 from workers.events.status_pb2 import NotificationStatusChanged
 from workers.messages import StatusChange
 
-STATUS_CHANGED = "events.NotificationStatusChanged"  # its full name is also its routing key
+STATUS_CHANGED = NOTIFICATION_STATUS_CHANGED  # its full name is also its routing key
 SERVICE_NAME = "notify-workers"
 MAX_FIELD_CHARS = 512  # the reason and envelope values copied from the row are capped
 

@@ -14,7 +14,7 @@ from typing import Any
 import structlog
 
 from workers.errors import InvalidEvent
-from workers.events.schema import BASIC_EMAIL, MENTION_EMAIL_GENERATED, SMS_NOTIFICATION
+from workers.event_types import BASIC_EMAIL, MENTION_EMAIL_GENERATED, SMS_NOTIFICATION
 from workers.events.syntax import is_e164, is_email_address, is_messaging_service_sid, is_web_url
 
 log = structlog.get_logger(__name__)

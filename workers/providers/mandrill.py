@@ -3,7 +3,7 @@
 Request building (``build_send_request``) and response parsing (``parse_send_response``) are pure
 functions; ``MandrillProvider`` only moves bytes and maps transport failures onto our errors.
 
-Classification, with sources (see also the providers report):
+Classification, with sources (tests/providers/test_mandrill.py holds a case for each rule):
 
 * Error replies ``{"status": "error", "name": ...}`` arrive with HTTP 500 for every name, so the
   name decides, never the status (https://mandrillapp.com/api/docs/messages.html, "Errors").

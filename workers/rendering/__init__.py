@@ -1,6 +1,6 @@
 """Render notification templates: Handlebars (Mandrill's dialect) and Mailchimp merge tags.
 
-Public API (others script against it; see DESIGN.md):
+Public API (others script against it: a fixed interface, listed in docs/architecture.md):
 
 * ``render(source, data, language="handlebars", *, partials=None, escape=True)``: render a template
   string. ``language`` is ``"handlebars"`` or ``"mailchimp"``; ``escape=False`` prints values
