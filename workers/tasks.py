@@ -16,7 +16,7 @@ from workers.celery_app import settings as app_settings
 from workers.dispatch import FAILURES, Unrecorded, label
 from workers.errors import DeliveryFailed, InvalidEvent, LedgerUnavailable, NotOurEvent
 from workers.events import parse_event_dict
-from workers.ledger.store import ResendResult
+from workers.ledger import ResendResult
 from workers.metrics import build_observer, endpoint_for
 from workers.providers.redact import redact
 from workers.runtime import LazyRuntime
