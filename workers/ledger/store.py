@@ -27,20 +27,6 @@ from workers.ledger.statements import BY_CLAIM, BY_ID, HAS_PAYLOAD, IDLE, NOTIFI
 from workers.ledger.states import DiscardResult, ResendResult, explain_resend
 from workers.messages import Channel, Receipt, Status
 
-__all__ = [
-    "AcceptResult",
-    "Claim",
-    "Conflict",
-    "DiscardResult",
-    "FastPath",
-    "Held",
-    "Ledger",
-    "Reason",
-    "ResendResult",
-    "describe_error",
-    "explain_resend",
-]
-
 MAX_ERROR_CHARS = 2000
 MAX_RAW_BYTES = 64 * 1024
 SILENT_WORKER = "worker went silent after handing the message to the provider; outcome unknown"
@@ -294,6 +280,18 @@ class Ledger:
             stmt = self._built[move] = move.statement()
         return stmt
 
+    def _with_attempt(self, move: Transition) -> Select[Any]:
+        """``move`` and its attempt's write as one statement (``FastPath.CLAIM`` and ``OUTCOME``)."""
+        stmt = self._one_trip.get(move)
+        if stmt is None:
+            built = self._statement(move)
+            stmt = self._one_trip[move] = (
+                statements.claim_starting_attempt(built, CLAIM_COLUMNS)
+                if move is CLAIM
+                else statements.move_finishing_attempt(built)
+            )
+        return stmt
+
     def _move(self, conn: Connection, move: Transition, params: Mapping[str, object]) -> CursorResult[Any]:
         """Run ``move``'s compare-and-set; ``params`` name the row and give the changed values."""
         return conn.execute(self._statement(move), {"b_now": self.clock(), **params})
@@ -436,13 +434,8 @@ class Ledger:
         token = secrets.token_hex(8)
         params = {"b_id": notification_id, "b_token": token, "b_now": self.clock()}
         if FastPath.CLAIM in self._fast:
-            stmt = self._one_trip.get(CLAIM)
-            if stmt is None:
-                stmt = self._one_trip[CLAIM] = statements.claim_starting_attempt(
-                    self._statement(CLAIM), CLAIM_COLUMNS
-                )
             with self._single.connect() as conn:
-                row = conn.execute(stmt, params).one_or_none()
+                row = conn.execute(self._with_attempt(CLAIM), params).one_or_none()
         else:
             with self.engine.begin() as conn:
                 row = self._move(conn, CLAIM, params).one_or_none()
@@ -485,10 +478,8 @@ class Ledger:
         }
         with _away_is_retryable(f"{move.target.value} of {claim.notification_id}"):
             if FastPath.OUTCOME in self._fast:
-                stmt = self._one_trip.get(move)
-                if stmt is None:
-                    stmt = self._one_trip[move] = statements.move_finishing_attempt(self._statement(move))
                 with self._single.connect() as conn:
+                    stmt = self._with_attempt(move)
                     return bool(conn.execute(stmt, {**params, "b_outcome": outcome}).scalar_one())
             with self.engine.begin() as conn:
                 moved = conn.execute(self._statement(move), params).rowcount
