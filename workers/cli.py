@@ -9,12 +9,17 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from workers.errors import ConfigurationError, InvalidEvent, NotifyError, TemplateError
 from workers.event_types import EVENT_TYPES
 from workers.messages import Status
 from workers.settings import Settings, load_settings, mask_url
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from workers.ledger import Ledger, NotificationView, PageTokens
 
 EXIT_USAGE = 2
 
@@ -222,13 +227,13 @@ def cmd_render(settings: Settings, args: argparse.Namespace, extra: list[str]) -
 # -- ledger operations --------------------------------------------------------------------------
 
 
-def _engine(settings: Settings) -> Any:
+def _engine(settings: Settings) -> Engine:
     from workers.ledger import make_engine
 
     return make_engine(settings.resolved_database_url)
 
 
-def _row_line(item: Any) -> str:
+def _row_line(item: NotificationView) -> str:
     when = item.created_at.strftime("%Y-%m-%d %H:%M:%S")
     kind = (item.event_type or "-").removeprefix("events.")
     error = (item.error or "").replace("\n", " ")
@@ -246,14 +251,14 @@ HEADER = (
 )
 
 
-def _page_tokens(settings: Settings) -> Any:
-    from workers.ledger.tokens import PageTokens, load_key
+def _page_tokens(settings: Settings) -> PageTokens:
+    from workers.ledger import PageTokens, load_key
 
     return PageTokens(lambda: load_key(settings.page_token_key.get_secret_value(), settings.state_dir))
 
 
 def cmd_list(settings: Settings, args: argparse.Namespace, statuses: tuple[Status, ...]) -> int:
-    from workers.ledger.queries import BadQuery, ListFilter, list_notifications
+    from workers.ledger import BadQuery, ListFilter, list_notifications
 
     try:
         # Parsed here, not by argparse: its errors come with a multi-line usage block.
@@ -298,7 +303,7 @@ def cmd_list(settings: Settings, args: argparse.Namespace, statuses: tuple[Statu
 
 
 def cmd_show(settings: Settings, args: argparse.Namespace, extra: list[str]) -> int:
-    from workers.ledger.queries import get_notification
+    from workers.ledger import get_notification
 
     view = get_notification(_engine(settings), args.id)
     if view is None:
@@ -306,7 +311,7 @@ def cmd_show(settings: Settings, args: argparse.Namespace, extra: list[str]) -> 
         return 1
     data = view.as_json()
     if args.json:
-        from workers.ledger.receipts import ReceiptBook
+        from workers.ledger import ReceiptBook
 
         data["receipts"] = [item.as_json() for item in ReceiptBook(_engine(settings)).of(args.id)]
         _out(json.dumps(data, ensure_ascii=False, indent=2))
@@ -334,7 +339,7 @@ def cmd_show(settings: Settings, args: argparse.Namespace, extra: list[str]) -> 
 
 def _show_receipts(settings: Settings, notification_id: str) -> None:
     """The provider's receipts for one notification, in the order they happened."""
-    from workers.ledger.receipts import ReceiptBook
+    from workers.ledger import ReceiptBook
 
     receipts = ReceiptBook(_engine(settings)).of(notification_id)
     if not receipts:
@@ -349,17 +354,14 @@ def _show_receipts(settings: Settings, notification_id: str) -> None:
 
 
 def cmd_resend(settings: Settings, args: argparse.Namespace) -> int:
-    from workers.ledger import Ledger
-    from workers.ledger.states import RESENDABLE, RESENDABLE_FORCED
-    from workers.ledger.store import ResendResult
+    from workers.ledger import Ledger, ResendResult, explain_resend
 
     ledger = Ledger(_engine(settings))
     ids: list[str] = list(args.ids)
     if args.all:
-        # In bulk only what certainly never reached anyone: an `unknown` row may have been
-        # delivered (check the provider's log, then resend it by id), and `sent` rows are never
-        # swept up by --all, --force or not; --force is for ids an operator names.
-        ids = ledger.ids_in([Status.FAILED, Status.DEAD])
+        # The ledger's bulk rule leaves `unknown` rows out (check the provider's log, then resend
+        # by id) and `sent` ones, --force or not: --force is for ids an operator names.
+        ids = ledger.ids_to_resend_in_bulk()
     if not ids:
         _out("nothing to resend")
         return 0
@@ -371,13 +373,14 @@ def cmd_resend(settings: Settings, args: argparse.Namespace) -> int:
     total = len(ids)
     for done, notification_id in enumerate(ids, 1):
         view_status = ledger_status(ledger, notification_id)
+        verdict = explain_resend(view_status, force=bool(args.force))
         if view_status is None:
-            _err(f"{notification_id}: {ResendResult.NOT_FOUND.value}")
+            _err(f"{notification_id}: {verdict.value}")
             refused += 1
-        elif view_status is Status.SENT and not args.force:
+        elif verdict is ResendResult.ALREADY_SENT:
             _err(f"{notification_id}: already sent; use --force to send it again")
             refused += 1
-        elif view_status not in (RESENDABLE_FORCED if args.force else RESENDABLE):
+        elif verdict is not ResendResult.QUEUED:
             _err(f"{notification_id}: cannot resend from status {view_status.value}")
             refused += 1
         else:
@@ -413,8 +416,7 @@ def _recipient_channel(recipient: str, channel: str | None) -> Any:
 
 def cmd_suppressions(settings: Settings, args: argparse.Namespace, extra: list[str]) -> int:
     """``notify suppressions list|add|remove``: the list is hashes only; an address is hashed, never shown."""
-    from workers.ledger.queries import BadQuery
-    from workers.ledger.suppressions import OPERATOR, Suppressions
+    from workers.ledger import OPERATOR, BadQuery, Suppressions
     from workers.messages import Channel
     from workers.receipts import SuppressionReason
     from workers.runtime import suppression_check
@@ -466,19 +468,12 @@ def cmd_suppressions(settings: Settings, args: argparse.Namespace, extra: list[s
     return 0 if removed else 1
 
 
-def ledger_status(ledger: Any, notification_id: str) -> Status | None:
-    from sqlalchemy import select
-
-    from workers.ledger.models import Notification
-
-    with ledger.engine.connect() as conn:
-        value = conn.execute(select(Notification.status).where(Notification.id == notification_id)).scalar()
-    return Status(value) if value else None
+def ledger_status(ledger: Ledger, notification_id: str) -> Status | None:
+    return ledger.status_of(notification_id)
 
 
 def cmd_discard(settings: Settings, args: argparse.Namespace, extra: list[str]) -> int:
-    from workers.ledger import Ledger
-    from workers.ledger.store import DiscardResult
+    from workers.ledger import DiscardResult, Ledger
 
     ledger = Ledger(_engine(settings))
     failures = 0
@@ -584,7 +579,7 @@ def cmd_deliveries_list(settings: Settings, args: argparse.Namespace, extra: lis
 
 
 def cmd_failed_list(settings: Settings, args: argparse.Namespace, extra: list[str]) -> int:
-    from workers.ledger.states import FAILED_STATES
+    from workers.ledger import FAILED_STATES
 
     return cmd_list(settings, args, tuple(sorted(FAILED_STATES)))
 

@@ -22,7 +22,7 @@ from sqlalchemy import Engine
 
 from workers.errors import InvalidEvent, NotifyError
 from workers.events import load_event_file, parse_event
-from workers.ledger.queries import NotificationView, get_notification
+from workers.ledger import NotificationView, get_notification
 from workers.messages import Status
 from workers.preflight import open_ledger
 from workers.settings import Settings, mask_url

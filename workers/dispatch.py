@@ -28,9 +28,9 @@ from workers.errors import (
 )
 from workers.events import ParsedEvent, parse_event
 from workers.events.schema import KINDS
-from workers.ledger import AcceptResult, Claim, Held, Ledger, Reason, states
+from workers.ledger import AcceptResult, Claim, Held, Ledger, Reason, describe_error, states
 from workers.ledger.receipts import Moved, RecordResult
-from workers.ledger.store import describe_error
+from workers.ledger.states import ATTEMPT_OUTCOMES, GAVE_UP
 from workers.messages import Channel, Receipt, Status, StatusChange
 from workers.providers.base import EmailProvider, SmsProvider
 from workers.receipts import DeliveryReceipt, SuppressionChange, SuppressionReason
@@ -145,8 +145,8 @@ def _held(
     )
 
 
-_LATE_STATUSES = frozenset({Status.SENT, Status.RETRYING, Status.FAILED, Status.DEAD, Status.UNKNOWN})
-FAILURES = frozenset({Status.FAILED, Status.DEAD})
+_LATE_STATUSES = ATTEMPT_OUTCOMES
+FAILURES = GAVE_UP
 
 
 @dataclass(frozen=True, slots=True)

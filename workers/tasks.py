@@ -13,7 +13,7 @@ from workers.celery_app import DELIVER_TASK, app
 from workers.dispatch import FAILURES, Unrecorded, label
 from workers.errors import DeliveryFailed, InvalidEvent, LedgerUnavailable, NotOurEvent
 from workers.events import parse_event_dict
-from workers.ledger.store import ResendResult
+from workers.ledger import ResendResult
 from workers.providers.redact import redact
 from workers.receipts import DeliveryReceipt, SuppressionChange
 

@@ -1,8 +1,14 @@
-"""The status state machine: which transitions exist, in one table that every write consults."""
+"""The status state machine: which transitions exist, in one table that every write consults.
+
+Every status set a ledger write checks is named here, and derived from ``TRANSITIONS`` where the
+table says it, so a status added to the table reaches every write that should see it.
+"""
 
 from __future__ import annotations
 
-from workers.messages import Status
+from enum import StrEnum
+
+from workers.messages import TERMINAL, Status
 
 S = Status
 
@@ -31,22 +37,6 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
     S.DISCARDED: frozenset(),
 }
 
-# An operator's resend starts a new cycle; it is the only way back to `queued`, and from `sent` it
-# needs --force because it means sending the same message again.
-RESENDABLE: frozenset[Status] = frozenset({S.FAILED, S.DEAD, S.UNKNOWN, S.DISCARDED})
-RESENDABLE_FORCED: frozenset[Status] = RESENDABLE | {S.SENT, S.DELIVERED, S.BOUNCED, S.COMPLAINED}
-
-CLAIMABLE: frozenset[Status] = frozenset({S.ACCEPTED, S.QUEUED, S.RETRYING})
-FAILED_STATES: frozenset[Status] = frozenset({S.FAILED, S.DEAD, S.UNKNOWN, S.REJECTED})
-
-# The statuses a delivery receipt can ask for; a receipt without one of these leaves the row as it is.
-RECEIPT_STATUSES: frozenset[Status] = frozenset({S.DELIVERED, S.BOUNCED, S.COMPLAINED})
-# The final statuses announced on the bus (NOTIFY_STATUS_EVENTS): `sent` counts when it is reached,
-# though receipts may still follow; `unknown` and `discarded` are an operator's business, not news.
-ANNOUNCED: frozenset[Status] = frozenset(
-    {S.SENT, S.DELIVERED, S.BOUNCED, S.COMPLAINED, S.FAILED, S.DEAD, S.REJECTED}
-)
-
 
 def sources(target: Status) -> frozenset[Status]:
     """Every status from which ``target`` may be reached by a normal (non-resend) transition."""
@@ -55,3 +45,78 @@ def sources(target: Status) -> frozenset[Status]:
 
 def allowed(origin: Status, target: Status) -> bool:
     return target in TRANSITIONS[origin]
+
+
+# A worker takes a row for an attempt from these (`-> sending`).
+CLAIMABLE: frozenset[Status] = sources(S.SENDING)
+# Statuses whose row still answers to the attempt that claimed it (its claim token decides whose):
+# its own `sending`, and `unknown` when the sweeper gave up on a worker that was only slow.
+HELD_BY_ATTEMPT: frozenset[Status] = frozenset({S.SENDING, S.UNKNOWN})
+# What a delivery attempt may end in: every edge out of `sending`.
+ATTEMPT_OUTCOMES: frozenset[Status] = TRANSITIONS[S.SENDING]
+
+
+def outcome_sources(target: Status) -> frozenset[Status]:
+    """Where an attempt's outcome ``target`` may be written: a held row that may move to it."""
+    return sources(target) & HELD_BY_ATTEMPT
+
+
+# Waiting for a deliver task that may have vanished; the sweeper enqueues them again.
+AWAITING_TASK: frozenset[Status] = CLAIMABLE - {S.RETRYING}
+# On its way: a resend would start a second cycle beside the running one.
+IN_FLIGHT: frozenset[Status] = CLAIMABLE | {S.SENDING}
+# Refused or given up for good: the deliver task fails in Flower, and `failed resend --all` takes them.
+GAVE_UP: frozenset[Status] = frozenset({S.FAILED, S.DEAD})
+# What `notify failed list` shows: every row that waits for an operator.
+FAILED_STATES: frozenset[Status] = GAVE_UP | {S.UNKNOWN, S.REJECTED}
+
+# An operator's resend starts a new cycle; it is the only way back to `queued`, and from `sent` it
+# needs --force because it means sending the same message again. `unknown` only by id: it may
+# have been delivered, so bulk resends (GAVE_UP) leave it out.
+RESENDABLE: frozenset[Status] = GAVE_UP | {S.UNKNOWN, S.DISCARDED}
+# The statuses a delivery receipt can ask for; a receipt without one of these leaves the row as it is.
+RECEIPT_STATUSES: frozenset[Status] = frozenset({S.DELIVERED, S.BOUNCED, S.COMPLAINED})
+# Taken by the provider: `sent` and whatever its receipts said since. A resend of one sends again.
+ACCEPTED_BY_PROVIDER: frozenset[Status] = RECEIPT_STATUSES | {S.SENT}
+RESENDABLE_FORCED: frozenset[Status] = RESENDABLE | ACCEPTED_BY_PROVIDER
+RESEND_IN_BULK: frozenset[Status] = GAVE_UP
+
+# The final statuses announced on the bus (NOTIFY_STATUS_EVENTS): `sent` counts when it is reached,
+# though receipts may still follow; `unknown` and `discarded` are an operator's business, not news.
+ANNOUNCED: frozenset[Status] = ACCEPTED_BY_PROVIDER | GAVE_UP | {S.REJECTED}
+
+# Finished rows whose personal data retention purges; `unknown` keeps it until an operator decides.
+PURGEABLE: frozenset[Status] = TERMINAL - {S.UNKNOWN}
+
+
+class ResendResult(StrEnum):
+    QUEUED = "queued"
+    NOT_FOUND = "not-found"
+    ALREADY_SENT = "already-sent"  # refused without --force
+    IN_FLIGHT = "in-flight"  # queued, sending or retrying: it is already on its way
+    NOT_RESENDABLE = "not-resendable"  # rejected events, or personal data already purged
+
+
+class DiscardResult(StrEnum):
+    DISCARDED = "discarded"
+    NOT_FOUND = "not-found"
+    REFUSED = "refused"
+
+
+def explain_resend(status: Status | None, *, force: bool = False, purged: bool = False) -> ResendResult:
+    """What a resend of a row in ``status`` does (None: no such row); ``purged``: its payload is gone.
+
+    The one statement of the resend rules: the ledger's resend writes by it, and an operator's
+    command asks it before queueing anything.
+    """
+    if status is None:
+        return ResendResult.NOT_FOUND
+    if purged:
+        return ResendResult.NOT_RESENDABLE
+    if status in (RESENDABLE_FORCED if force else RESENDABLE):
+        return ResendResult.QUEUED
+    if status in ACCEPTED_BY_PROVIDER:
+        return ResendResult.ALREADY_SENT
+    if status in IN_FLIGHT:
+        return ResendResult.IN_FLIGHT
+    return ResendResult.NOT_RESENDABLE

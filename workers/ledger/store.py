@@ -1,49 +1,35 @@
 """The ledger's writes: accept, claim, record outcomes, resend, discard, and the sweeper's moves.
 
-Every state change is a single compare-and-set UPDATE (``WHERE status IN (...)``) checked against
-``states.TRANSITIONS``, so two workers, a redelivered task or a racing resend can never both win.
+Every status change is a ``Transition``: one compare-and-set UPDATE (``WHERE status IN (...)``)
+whose origins come from ``states``, built once by ``statements.transition`` and run by
+``Ledger._move``, so two workers, a redelivered task or a racing resend can never both win.
 """
 
 from __future__ import annotations
 
-import functools
+import enum
 import hashlib
 import json
 import secrets
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import (
-    Engine,
-    Table,
-    and_,
-    bindparam,
-    case,
-    exists,
-    func,
-    insert,
-    literal,
-    or_,
-    select,
-    text,
-    update,
-)
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import ColumnElement, Connection, CursorResult, Engine, Select, Update
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.sql.elements import ColumnElement
 
 from workers.errors import LedgerUnavailable
 from workers.events import ParsedEvent
-from workers.ledger import states
-from workers.ledger.models import Attempt, Notification
+from workers.ledger import statements, states
+from workers.ledger.statements import BY_CLAIM, BY_ID, HAS_PAYLOAD, IDLE, NOTIFICATIONS, Change, Value
+from workers.ledger.states import DiscardResult, ResendResult, explain_resend
 from workers.messages import Channel, Receipt, Status
 
 MAX_ERROR_CHARS = 2000
 MAX_RAW_BYTES = 64 * 1024
+SILENT_WORKER = "worker went silent after handing the message to the provider; outcome unknown"
 
 Clock = Callable[[], datetime]
 
@@ -120,20 +106,6 @@ def _away_is_retryable(what: str) -> Iterator[None]:
         raise
 
 
-class ResendResult(StrEnum):
-    QUEUED = "queued"
-    NOT_FOUND = "not-found"
-    ALREADY_SENT = "already-sent"  # refused without --force
-    IN_FLIGHT = "in-flight"  # queued, sending or retrying: it is already on its way
-    NOT_RESENDABLE = "not-resendable"  # rejected events, or personal data already purged
-
-
-class DiscardResult(StrEnum):
-    DISCARDED = "discarded"
-    NOT_FOUND = "not-found"
-    REFUSED = "refused"
-
-
 @dataclass(frozen=True, slots=True)
 class Reason:
     """An outcome's error known only by its class name and text (recalled after a failed write)."""
@@ -157,8 +129,45 @@ def describe_error(error: BaseException | Reason) -> str:
     return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
 
 
+def _json_value(value: object) -> str:
+    """Timestamps in the batch's JSON: ISO 8601 with the offset, which timestamptz reads exactly."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the ledger")
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+@dataclass(frozen=True, eq=False)
+class Transition:
+    """A move of the state machine: rows in ``origins`` (and ``where``) go to ``target`` with ``changes``.
+
+    Compared by identity: each is a module constant, and a ledger builds its statement once.
+    """
+
+    origins: frozenset[Status]
+    target: Status
+    changes: Mapping[str, Change] = field(default_factory=dict)
+    where: tuple[ColumnElement[bool], ...] = (BY_ID,)
+    returning: tuple[str, ...] = ()
+
+    def statement(self) -> Update:
+        return statements.transition(
+            self.origins, self.target, self.changes, where=self.where, returning=self.returning
+        )
+
+
+def _edge(origins: frozenset[Status], target: Status, **kwargs: Any) -> Transition:
+    """A transition along edges of ``states.TRANSITIONS`` only; a wrong one fails at import."""
+    if not origins or not all(states.allowed(origin, target) for origin in origins):
+        raise ValueError(f"not edges of the state machine: {sorted(origins)} -> {target}")
+    return Transition(origins, target, **kwargs)
+
+
+_n = NOTIFICATIONS.c
 # What a claim reads back from the row it took.
-_CLAIM_COLUMNS = (
+CLAIM_COLUMNS = (
+    "id",
     "channel",
     "event_type",
     "template",
@@ -169,182 +178,125 @@ _CLAIM_COLUMNS = (
     "cycle_started_at",
     "occurred_at",
 )
+CLAIM = _edge(
+    states.CLAIMABLE,
+    Status.SENDING,
+    changes={
+        "attempts": _n.attempts + 1,
+        "claim_token": statements.param("b_token", NOTIFICATIONS, "claim_token"),
+        "next_attempt_at": Value.NULL,
+    },
+    returning=CLAIM_COLUMNS,
+)
+QUEUE = _edge(states.sources(Status.QUEUED), Status.QUEUED)
+DISCARD = _edge(states.sources(Status.DISCARDED), Status.DISCARDED)
+EXPIRE = _edge(
+    states.sources(Status.UNKNOWN),
+    Status.UNKNOWN,
+    changes={"error": Value.GIVEN},
+    where=(IDLE,),
+    returning=("id",),
+)
 
 
-@functools.lru_cache(maxsize=4)
-def _pg_insert_batch(columns: tuple[str, ...]) -> Any:
-    """INSERT of a JSON array of rows with these keys (``Ledger._row``); other columns keep defaults."""
-    names = ", ".join(columns)
-    return text(
-        f"INSERT INTO notifications ({names}) SELECT {names} "
-        "FROM json_populate_recordset(NULL::notifications, CAST(:rows AS json)) "
-        "ON CONFLICT (id) DO NOTHING RETURNING id"
+def _outcome(target: Status, **changes: Change) -> Transition:
+    """An attempt's outcome: only the attempt that holds the row (its claim token) may write it."""
+    return _edge(states.outcome_sources(target), target, changes=changes, where=(BY_ID, BY_CLAIM))
+
+
+SENT = _outcome(
+    Status.SENT, provider=Value.GIVEN, provider_message_id=Value.GIVEN, sent_at=Value.NOW, error=Value.NULL
+)
+RETRY = _outcome(Status.RETRYING, error=Value.GIVEN, next_attempt_at=Value.GIVEN, provider=Value.GIVEN)
+# Our own rate limit deferred the send: the attempt is given back.
+DEFER = _outcome(
+    Status.RETRYING,
+    error=Value.GIVEN,
+    next_attempt_at=Value.GIVEN,
+    provider=Value.GIVEN,
+    attempts=_n.attempts - 1,
+)
+GIVE_UP = {
+    status: _outcome(status, error=Value.GIVEN, provider=Value.GIVEN)
+    for status in (Status.FAILED, Status.DEAD, Status.UNKNOWN)
+}
+
+
+def _restart(origins: frozenset[Status]) -> Transition:
+    """An operator's resend: outside the forward-only table, the one way back to `queued`."""
+    return Transition(
+        origins,
+        Status.QUEUED,
+        changes={
+            "cycle_started_at": Value.NOW,
+            "cycle_attempts_base": _n.attempts,
+            "next_attempt_at": Value.NULL,
+            "claim_token": Value.NULL,
+        },
+        where=(BY_ID, HAS_PAYLOAD),
     )
 
 
-def _json_value(value: object) -> str:
-    """Timestamps in the batch's JSON: ISO 8601 with the offset, which timestamptz reads exactly."""
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to the ledger")
-        return value.isoformat()
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+RESEND = _restart(states.RESENDABLE)
+RESEND_FORCED = _restart(states.RESENDABLE_FORCED)
 
 
-def _status_in(statuses: Collection[Status]) -> Any:
-    """``status IN (...)`` for a fixed set, as plain comparisons: SQLAlchemy renders ``in_()`` of a
-    list as an "expanding" parameter, rewriting the SQL text on every execution of a cached statement."""
-    return or_(*(Notification.status == status.value for status in sorted(statuses)))
+class FastPath(enum.Enum):
+    """A PostgreSQL-only way to run a write, behind the same method as the plain one."""
 
-
-def _param(name: str, column: Any) -> Any:
-    """A named bind parameter typed like ``column`` (so UTC timestamps and JSON convert as usual)."""
-    return bindparam(name, type_=column.type)
+    # Claim and its attempt's INSERT as one statement (data-modifying CTEs), in autocommit: one
+    # round trip instead of BEGIN, two statements and COMMIT.
+    CLAIM = "claim"
+    # An outcome's move and its attempt's outcome as one statement, likewise.
+    OUTCOME = "outcome"
+    # A batch of new rows as one JSON parameter that PostgreSQL unpacks: a small fixed statement
+    # (prepared once), where a multi-VALUES INSERT is a long text the driver rewrites per batch.
+    BATCH = "batch"
 
 
 class Ledger:
     """The source of truth for every notification's fate.
 
-    The statements of the hot path (accept, claim, record outcome) are built once with bind
-    parameters: building a Core statement and its cache key costs about as much CPU as the
-    round trip it makes, and a reused statement's cache key is memoized.
+    ``fast_paths`` are used on PostgreSQL only (SQLite has no writes inside WITH, and no network
+    between it and us); ``bench/ledger_paths.py`` measures each against the plain path.
     """
 
-    def __init__(self, engine: Engine, *, clock: Clock = utcnow) -> None:
+    def __init__(
+        self, engine: Engine, *, clock: Clock = utcnow, fast_paths: Collection[FastPath] = tuple(FastPath)
+    ) -> None:
         self.engine = engine
         self.clock = clock
         self._dialect = engine.dialect.name
+        self._fast = frozenset(fast_paths) if self._dialect == "postgresql" else frozenset()
         # One statement is its own transaction: no BEGIN and COMMIT round trips around it.
         self._single = engine.execution_options(isolation_level="AUTOCOMMIT")
-        self._insert_stmt = self._build_insert()
-        self._claim_stmt = self._build_claim()
-        self._finish_attempt_stmt = self._build_finish_attempt()
-        self._finish_stmts: dict[tuple[Status, frozenset[Status], tuple[str, ...]], Any] = {}
-        # PostgreSQL runs claim and finish as one statement each (data-modifying CTEs), in
-        # autocommit: one round trip instead of BEGIN, two statements and COMMIT. SQLite has no
-        # writes inside WITH, and no network between it and us, so it keeps the transaction.
-        self._one_trip = self._dialect == "postgresql"
-        self._claim_one_trip = self._build_claim_one_trip() if self._one_trip else None
-        self._finish_one_trip: dict[tuple[Status, frozenset[Status], tuple[str, ...]], Any] = {}
+        self._insert = statements.insert_ignoring_duplicates(self._dialect)
+        self._built: dict[Transition, Update] = {}
+        self._one_trip: dict[Transition, Select[Any]] = {}
 
-    def _build_insert(self) -> Any:
-        table = Notification.__table__
-        assert isinstance(table, Table)
-        stmt: Any
-        if self._dialect == "postgresql":
-            stmt = postgresql.insert(table).on_conflict_do_nothing(index_elements=["id"])
-        elif self._dialect == "sqlite":
-            stmt = sqlite.insert(table).on_conflict_do_nothing(index_elements=["id"])
-        else:  # pragma: no cover - other databases are not supported yet
-            raise NotImplementedError(self._dialect)
-        # RETURNING, not rowcount: drivers disagree on rowcount for ON CONFLICT DO NOTHING.
-        return stmt.returning(table.c.id)
-
-    @staticmethod
-    def _build_claim() -> Any:
-        n = Notification
-        return (
-            update(n)
-            .where(
-                n.id == _param("b_id", n.id),
-                _status_in(states.CLAIMABLE),
-            )
-            .values(
-                status=Status.SENDING.value,
-                attempts=n.attempts + 1,
-                claim_token=_param("b_token", n.claim_token),
-                updated_at=_param("b_now", n.updated_at),
-                next_attempt_at=None,
-            )
-            .returning(*(n.__table__.c[name] for name in _CLAIM_COLUMNS))
-        )
-
-    def _build_claim_one_trip(self) -> Any:
-        """The claim UPDATE and the attempt's INSERT in one statement (PostgreSQL)."""
-        claimed = self._claim_stmt.returning(Notification.id).cte("claimed")
-        a = Attempt
-        started = (
-            insert(a)
-            .from_select(
-                ["notification_id", "number", "claim_token", "started_at"],
-                select(
-                    claimed.c.id,
-                    claimed.c.attempts,
-                    _param("b_token", a.claim_token),
-                    _param("b_now", a.started_at),
-                ),
-            )
-            .cte("started")
-        )
-        return select(*(claimed.c[name] for name in _CLAIM_COLUMNS)).add_cte(started)
-
-    @staticmethod
-    def _build_finish_attempt(outcome: Any = None) -> Any:
-        """The attempt's outcome; ``outcome`` is an SQL expression for it, else the ``b_outcome`` value."""
-        a = Attempt
-        return (
-            update(a)
-            .where(
-                a.notification_id == _param("b_id", a.notification_id),
-                a.claim_token == _param("b_token", a.claim_token),
-                # The first answer for an attempt is its story; a duplicate never rewrites it.
-                a.finished_at.is_(None),
-            )
-            .values(
-                finished_at=_param("b_now", a.finished_at),
-                outcome=_param("b_outcome", a.outcome) if outcome is None else outcome,
-                provider=_param("b_provider", a.provider),
-                error_class=_param("b_error_class", a.error_class),
-                error_message=_param("b_error_message", a.error_message),
-            )
-        )
-
-    def _finish_stmt(self, target: Status, origins: set[Status], names: tuple[str, ...]) -> Any:
-        """The compare-and-set UPDATE of ``_finish`` for these origins and value columns, cached."""
-        key = (target, frozenset(origins), names)
-        stmt = self._finish_stmts.get(key)
+    def _statement(self, move: Transition) -> Update:
+        stmt = self._built.get(move)
         if stmt is None:
-            n = Notification
-            columns = n.__table__.c
-            stmt = (
-                update(n)
-                .where(
-                    n.id == _param("b_id", n.id),
-                    n.claim_token == _param("b_token", n.claim_token),
-                    _status_in(origins),
-                )
-                .values(
-                    status=target.value,
-                    updated_at=_param("b_now", n.updated_at),
-                    **{name: _param(f"b_{name}", columns[name]) for name in names},
-                )
-            )
-            self._finish_stmts[key] = stmt
+            stmt = self._built[move] = move.statement()
         return stmt
 
-    def _finish_one_trip_stmt(self, target: Status, origins: set[Status], names: tuple[str, ...]) -> Any:
-        """The row's compare-and-set and its attempt's outcome in one statement (PostgreSQL).
-
-        Both parts see the same snapshot; the attempt's outcome says ``(late)`` when the row had
-        already moved on, exactly as the two-statement version records it.
-        """
-        key = (target, frozenset(origins), names)
-        stmt = self._finish_one_trip.get(key)
+    def _with_attempt(self, move: Transition) -> Select[Any]:
+        """``move`` and its attempt's write as one statement (``FastPath.CLAIM`` and ``OUTCOME``)."""
+        stmt = self._one_trip.get(move)
         if stmt is None:
-            moved = self._finish_stmt(target, origins, names).returning(Notification.id).cte("moved")
-            outcome = _param("b_outcome", Attempt.outcome)
-            noted = self._build_finish_attempt(
-                case((exists(select(moved.c.id)), outcome), else_=func.concat(outcome, literal(" (late)")))
-            ).cte("noted")
-            stmt = select(func.count()).select_from(moved).add_cte(noted)
-            self._finish_one_trip[key] = stmt
+            built = self._statement(move)
+            stmt = self._one_trip[move] = (
+                statements.claim_starting_attempt(built, CLAIM_COLUMNS)
+                if move is CLAIM
+                else statements.move_finishing_attempt(built)
+            )
         return stmt
+
+    def _move(self, conn: Connection, move: Transition, params: Mapping[str, object]) -> CursorResult[Any]:
+        """Run ``move``'s compare-and-set; ``params`` name the row and give the changed values."""
+        return conn.execute(self._statement(move), {"b_now": self.clock(), **params})
 
     # -- intake -----------------------------------------------------------------------------
-
-    def _insert_ignore(self, values: dict[str, Any]) -> bool:
-        with self._single.connect() as conn:
-            return conn.execute(self._insert_stmt, values).first() is not None
 
     def accept(self, event: ParsedEvent, *, queued: bool = False) -> AcceptResult:
         """Record a valid event as ``accepted``; the same id twice is one row (the second is a no-op).
@@ -369,17 +321,15 @@ class Ledger:
         rows: dict[str, dict[str, Any]] = {}
         for event in events:
             rows.setdefault(event.notification_id, self._row(event, initial, now))
+        values = list(rows.values())
         with self._single.connect() as conn:
-            if self._dialect == "postgresql":
-                # The whole batch as one JSON parameter that PostgreSQL unpacks into rows: a small
-                # fixed statement (prepared once), where a multi-VALUES INSERT is a new long text
-                # with 16 parameters per row for the driver to rewrite on every batch.
-                values = list(rows.values())
+            if FastPath.BATCH in self._fast:
                 batch = json.dumps(values, default=_json_value, ensure_ascii=False)
-                created = set(conn.execute(_pg_insert_batch(tuple(values[0])), {"rows": batch}).scalars())
+                stmt = statements.insert_json_batch(tuple(values[0]))
+                created = set(conn.execute(stmt, {"rows": batch}).scalars())
             else:
                 # A list of parameter sets with RETURNING: SQLAlchemy sends one multi-VALUES INSERT.
-                created = {row.id for row in conn.execute(self._insert_stmt, list(rows.values()))}
+                created = {row.id for row in conn.execute(self._insert, values)}
         existing = self._existing([i for i in rows if i not in created]) if len(created) < len(rows) else {}
         # What each id holds now: the digest this batch wrote, or the one already stored.
         held = {nid: rows[nid]["payload_digest"] for nid in created}
@@ -402,26 +352,15 @@ class Ledger:
                 conflicts.append((nid, received))
             results.append(AcceptResult(nid, False, status, conflict))
         if conflicts:
-            self._count_conflicts(conflicts, now)
+            with self.engine.begin() as conn:
+                for nid, digest in conflicts:
+                    conn.execute(statements.COUNT_CONFLICT, {"b_id": nid, "b_now": now, "b_digest": digest})
         return results
 
     def _existing(self, notification_ids: Sequence[str]) -> dict[str, tuple[Status, str | None]]:
-        n = Notification
         with self._single.connect() as conn:
-            found = conn.execute(
-                select(n.id, n.status, n.payload_digest).where(n.id.in_(notification_ids))
-            ).all()
+            found = conn.execute(statements.digests_of(notification_ids)).all()
         return {row.id: (Status(row.status), row.payload_digest) for row in found}
-
-    def _count_conflicts(self, conflicts: Sequence[tuple[str, str]], now: datetime) -> None:
-        n = Notification
-        with self.engine.begin() as conn:
-            for nid, digest in conflicts:
-                conn.execute(
-                    update(n)
-                    .where(n.id == nid)
-                    .values(conflicts=n.conflicts + 1, conflict_at=now, conflict_digest=digest)
-                )
 
     @staticmethod
     def _row(event: ParsedEvent, status: Status, now: datetime) -> dict[str, Any]:
@@ -447,13 +386,6 @@ class Ledger:
             "payload_digest": payload_digest(event),
         }
 
-    def _statuses_of(self, notification_ids: Sequence[str]) -> dict[str, Status]:
-        with self._single.connect() as conn:
-            found = conn.execute(
-                select(Notification.id, Notification.status).where(Notification.id.in_(notification_ids))
-            ).all()
-        return {row.id: Status(row.status) for row in found}
-
     def reject(
         self,
         notification_id: str,
@@ -465,27 +397,28 @@ class Ledger:
     ) -> AcceptResult:
         """Record an event that cannot be delivered as ``rejected``, with a size-capped raw copy."""
         now = self.clock()
-        created = self._insert_ignore(
-            {
-                "id": notification_id,
-                "channel": channel.value if channel else None,
-                "event_type": event_type,
-                "status": Status.REJECTED.value,
-                "attempts": 0,
-                "cycle_attempts_base": 0,
-                "error": reason[:MAX_ERROR_CHARS],
-                "raw": raw[:MAX_RAW_BYTES] if raw is not None else None,
-                "created_at": now,
-                "updated_at": now,
-                "cycle_started_at": now,
-            }
-        )
-        status = Status.REJECTED if created else self._statuses_of([notification_id])[notification_id]
-        return AcceptResult(notification_id, created, status)
+        row = {
+            "id": notification_id,
+            "channel": channel.value if channel else None,
+            "event_type": event_type,
+            "status": Status.REJECTED.value,
+            "attempts": 0,
+            "cycle_attempts_base": 0,
+            "error": reason[:MAX_ERROR_CHARS],
+            "raw": raw[:MAX_RAW_BYTES] if raw is not None else None,
+            "created_at": now,
+            "updated_at": now,
+            "cycle_started_at": now,
+        }
+        with self._single.connect() as conn:
+            created = conn.execute(self._insert, row).first() is not None
+        status = Status.REJECTED if created else self.status_of(notification_id)
+        return AcceptResult(notification_id, created, status or Status.REJECTED)
 
     def mark_queued(self, notification_id: str) -> bool:
         """``accepted -> queued`` once the deliver task is on the broker; losing the race is fine."""
-        return self._move(notification_id, Status.QUEUED, {Status.ACCEPTED})
+        with self._single.connect() as conn:
+            return bool(self._move(conn, QUEUE, {"b_id": notification_id}).rowcount)
 
     # -- delivery ---------------------------------------------------------------------------
 
@@ -498,28 +431,18 @@ class Ledger:
             return self._claim(notification_id)
 
     def _claim(self, notification_id: str) -> Claim | None:
-        now = self.clock()
         token = secrets.token_hex(8)
-        params = {"b_id": notification_id, "b_token": token, "b_now": now}
-        if self._claim_one_trip is not None:
+        params = {"b_id": notification_id, "b_token": token, "b_now": self.clock()}
+        if FastPath.CLAIM in self._fast:
             with self._single.connect() as conn:
-                row = conn.execute(self._claim_one_trip, params).one_or_none()
-            if row is None:
-                return None
+                row = conn.execute(self._with_attempt(CLAIM), params).one_or_none()
         else:
             with self.engine.begin() as conn:
-                row = conn.execute(self._claim_stmt, params).one_or_none()
-                if row is None:
-                    return None
-                conn.execute(
-                    insert(Attempt),
-                    {
-                        "notification_id": notification_id,
-                        "number": row.attempts,
-                        "claim_token": token,
-                        "started_at": now,
-                    },
-                )
+                row = self._move(conn, CLAIM, params).one_or_none()
+                if row is not None:
+                    conn.execute(statements.START_ATTEMPT, {**params, "b_number": row.attempts})
+        if row is None:
+            return None
         return Claim(
             notification_id=notification_id,
             token=token,
@@ -536,70 +459,37 @@ class Ledger:
     def _finish(
         self,
         claim: Claim | Held,
-        target: Status,
+        move: Transition,
+        values: Mapping[str, object],
         *,
-        origins: set[Status],
-        values: dict[str, Any],
         outcome: str,
         provider: str | None,
         error: BaseException | Reason | None,
     ) -> bool:
         """One outcome's write; ``LedgerUnavailable`` when the database is away, so it can be retried."""
-        now = self.clock()
-        n = Notification
-        assert all(states.allowed(origin, target) for origin in origins), (origins, target)
-        keys = {"b_id": claim.notification_id, "b_token": claim.token, "b_now": now}
-        move: Any
-        if any(isinstance(value, ColumnElement) for value in values.values()):
-            # A SQL expression among the values (an uncounted retry): rare, so built each time.
-            move = (
-                update(n)
-                .where(
-                    n.id == claim.notification_id,
-                    n.claim_token == claim.token,
-                    n.status.in_([s.value for s in origins]),
-                )
-                .values(status=target.value, updated_at=now, **values)
-            )
-            params: dict[str, Any] = {}
-        else:
-            names = tuple(sorted(values))
-            move = self._finish_stmt(target, origins, names)
-            params = {**keys, **{f"b_{name}": values[name] for name in names}}
-        attempt = {
+        params: dict[str, object] = {
+            "b_id": claim.notification_id,
+            "b_token": claim.token,
+            "b_now": self.clock(),
+            **{f"b_{name}": value for name, value in values.items()},
             "b_provider": provider,
             "b_error_class": _error_class(error) if error else None,
             "b_error_message": describe_error(error)[:MAX_ERROR_CHARS] if error else None,
         }
-        with _away_is_retryable(f"{target.value} of {claim.notification_id}"):
-            if params and self._one_trip:
-                one_trip = self._finish_one_trip_stmt(target, origins, tuple(sorted(values)))
+        with _away_is_retryable(f"{move.target.value} of {claim.notification_id}"):
+            if FastPath.OUTCOME in self._fast:
                 with self._single.connect() as conn:
-                    moved = conn.execute(one_trip, {**params, **attempt, "b_outcome": outcome}).scalar_one()
-                return bool(moved)
+                    stmt = self._with_attempt(move)
+                    return bool(conn.execute(stmt, {**params, "b_outcome": outcome}).scalar_one())
             with self.engine.begin() as conn:
-                moved = conn.execute(move, params).rowcount if params else conn.execute(move).rowcount
-                conn.execute(
-                    self._finish_attempt_stmt,
-                    {**keys, **attempt, "b_outcome": outcome if moved else f"{outcome} (late)"},
-                )
+                moved = conn.execute(self._statement(move), params).rowcount
+                late = outcome if moved else f"{outcome} (late)"
+                conn.execute(statements.FINISH_ATTEMPT, {**params, "b_outcome": late})
             return bool(moved)
 
     def record_sent(self, claim: Claim | Held, receipt: Receipt) -> bool:
-        return self._finish(
-            claim,
-            Status.SENT,
-            origins={Status.SENDING, Status.UNKNOWN},
-            values={
-                "provider": receipt.provider,
-                "provider_message_id": receipt.provider_message_id,
-                "sent_at": self.clock(),
-                "error": None,
-            },
-            outcome="sent",
-            provider=receipt.provider,
-            error=None,
-        )
+        values = {"provider_message_id": receipt.provider_message_id}
+        return self._finish(claim, SENT, values, outcome="sent", provider=receipt.provider, error=None)
 
     def record_retry(
         self,
@@ -611,18 +501,10 @@ class Ledger:
         counted: bool = True,
     ) -> bool:
         """``sending -> retrying``; an uncounted retry (our own rate limit) gives the attempt back."""
-        values: dict[str, Any] = {
-            "error": describe_error(error),
-            "next_attempt_at": next_attempt_at,
-            "provider": provider,
-        }
-        if not counted:
-            values["attempts"] = Notification.attempts - 1
         return self._finish(
             claim,
-            Status.RETRYING,
-            origins={Status.SENDING},
-            values=values,
+            RETRY if counted else DEFER,
+            {"error": describe_error(error), "next_attempt_at": next_attempt_at},
             outcome="retry" if counted else "deferred",
             provider=provider,
             error=error,
@@ -638,12 +520,10 @@ class Ledger:
     ) -> bool:
         """``sending -> failed`` (refused for good), ``-> dead`` (retry budget spent) or ``-> unknown``
         (the provider may have it and nobody can tell: an operator decides)."""
-        origins = {Status.SENDING} | ({Status.UNKNOWN} if status is Status.FAILED else set())
         return self._finish(
             claim,
-            status,
-            origins=origins,
-            values={"error": describe_error(error), "provider": provider},
+            GIVE_UP[status],
+            {"error": describe_error(error)},
             outcome=status.value,
             provider=provider,
             error=error,
@@ -651,65 +531,37 @@ class Ledger:
 
     # -- operators --------------------------------------------------------------------------
 
+    def status_of(self, notification_id: str) -> Status | None:
+        """The row's status, or None when the ledger has no such notification."""
+        with self._single.connect() as conn:
+            value = conn.execute(statements.STATUS_OF, {"b_id": notification_id}).scalar()
+        return Status(value) if value else None
+
     def resend(self, notification_id: str, *, force: bool = False) -> ResendResult:
         """Start a new delivery cycle for a failed (or, forced, a sent) notification."""
-        now = self.clock()
-        n = Notification
-        allowed = states.RESENDABLE_FORCED if force else states.RESENDABLE
         with self.engine.begin() as conn:
-            moved = conn.execute(
-                update(n)
-                .where(
-                    n.id == notification_id,
-                    n.status.in_([s.value for s in allowed]),
-                    n.payload.is_not(None),
-                    n.purged_at.is_(None),
-                )
-                .values(
-                    status=Status.QUEUED.value,
-                    updated_at=now,
-                    cycle_started_at=now,
-                    cycle_attempts_base=n.attempts,
-                    next_attempt_at=None,
-                    claim_token=None,
-                )
-            ).rowcount
-            if moved:
+            if self._move(conn, RESEND_FORCED if force else RESEND, {"b_id": notification_id}).rowcount:
                 return ResendResult.QUEUED
-            current = conn.execute(
-                select(n.status, n.payload.is_(None).label("no_payload")).where(n.id == notification_id)
-            ).one_or_none()
+            current = conn.execute(statements.RESEND_STATE, {"b_id": notification_id}).one_or_none()
         if current is None:
             return ResendResult.NOT_FOUND
-        status = Status(current.status)
-        if current.no_payload:
-            return ResendResult.NOT_RESENDABLE
-        if status is Status.SENT:
-            return ResendResult.ALREADY_SENT
-        if status in {Status.ACCEPTED, Status.QUEUED, Status.SENDING, Status.RETRYING}:
-            return ResendResult.IN_FLIGHT
-        return ResendResult.NOT_RESENDABLE
+        result = explain_resend(Status(current.status), force=force, purged=current.no_payload)
+        # The rules say yes, yet the move found nothing: the row was on its way and has just landed.
+        return ResendResult.IN_FLIGHT if result is ResendResult.QUEUED else result
 
     def discard(self, notification_id: str) -> DiscardResult:
-        if self._move(notification_id, Status.DISCARDED, states.sources(Status.DISCARDED)):
-            return DiscardResult.DISCARDED
-        with self.engine.connect() as conn:
-            exists = conn.execute(
-                select(Notification.id).where(Notification.id == notification_id)
-            ).scalar_one_or_none()
-        return DiscardResult.REFUSED if exists else DiscardResult.NOT_FOUND
-
-    def _move(self, notification_id: str, target: Status, origins: set[Status] | frozenset[Status]) -> bool:
-        assert all(states.allowed(origin, target) for origin in origins), (origins, target)
-        n = Notification
         with self._single.connect() as conn:
-            return bool(
-                conn.execute(
-                    update(n)
-                    .where(n.id == notification_id, n.status.in_([s.value for s in origins]))
-                    .values(status=target.value, updated_at=self.clock())
-                ).rowcount
-            )
+            if self._move(conn, DISCARD, {"b_id": notification_id}).rowcount:
+                return DiscardResult.DISCARDED
+        return DiscardResult.NOT_FOUND if self.status_of(notification_id) is None else DiscardResult.REFUSED
+
+    def ids_in(self, statuses: Collection[Status], *, limit: int = 100_000) -> list[str]:
+        with self.engine.connect() as conn:
+            return list(conn.execute(statements.ids_in(statuses, limit)).scalars())
+
+    def ids_to_resend_in_bulk(self) -> list[str]:
+        """What ``failed resend --all`` takes: only rows that certainly never reached anyone."""
+        return self.ids_in(states.RESEND_IN_BULK)
 
     # -- sweeper ----------------------------------------------------------------------------
 
@@ -717,70 +569,34 @@ class Ledger:
         """Rows whose deliver task may have vanished, or whose retry is due; each is touched so a
         concurrent sweeper cannot pick it too, and so it waits ``stuck_after`` before the next try."""
         now = self.clock()
-        cutoff = now - timedelta(seconds=stuck_after)
-        n = Notification
-        stuck = and_(n.status.in_([Status.ACCEPTED.value, Status.QUEUED.value]), n.updated_at < cutoff)
-        due = and_(n.status == Status.RETRYING.value, n.next_attempt_at <= now)
+        params = {"b_now": now, "b_cutoff": now - timedelta(seconds=stuck_after)}
+        touch_stuck = statements.touch_stuck(states.AWAITING_TASK)
+        touch_due = statements.touch_due(Status.RETRYING)
         with self.engine.begin() as conn:
             candidates = conn.execute(
-                select(n.id, n.status).where(or_(stuck, due)).order_by(n.updated_at).limit(limit)
+                statements.due_for_enqueue(states.AWAITING_TASK, Status.RETRYING, limit), params
             ).all()
             taken: list[str] = []
             for row in candidates:
                 if row.status == Status.RETRYING.value:
-                    guard = and_(n.status == Status.RETRYING.value, n.next_attempt_at <= now)
-                    values: dict[str, Any] = {"next_attempt_at": now + timedelta(seconds=stuck_after)}
+                    later = now + timedelta(seconds=stuck_after)
+                    touched = conn.execute(touch_due, {**params, "b_id": row.id, "b_next_attempt_at": later})
                 else:
-                    guard = stuck
-                    values = {"updated_at": now}
-                if conn.execute(update(n).where(n.id == row.id, guard).values(**values)).rowcount:
+                    touched = conn.execute(touch_stuck, {**params, "b_id": row.id})
+                if touched.rowcount:
                     taken.append(row.id)
         return taken
 
     def expire_sending(self, *, older_than: float) -> list[str]:
         """``sending -> unknown`` for rows whose worker went silent mid-send; never resent on its own."""
         now = self.clock()
-        cutoff = now - timedelta(seconds=older_than)
-        n = Notification
+        params = {"b_now": now, "b_cutoff": now - timedelta(seconds=older_than), "b_error": SILENT_WORKER}
         with self.engine.begin() as conn:
-            rows = conn.execute(
-                update(n)
-                .where(n.status == Status.SENDING.value, n.updated_at < cutoff)
-                .values(
-                    status=Status.UNKNOWN.value,
-                    updated_at=now,
-                    error="worker went silent after handing the message to the provider; outcome unknown",
-                )
-                .returning(n.id)
-            ).all()
-        return [row.id for row in rows]
+            return [row.id for row in self._move(conn, EXPIRE, params).all()]
 
     def purge_personal_data(self, *, older_than_days: float) -> int:
         """Drop payload, recipient and raw bytes of finished rows past retention; keep the metadata."""
         now = self.clock()
-        cutoff = now - timedelta(days=older_than_days)
-        n = Notification
-        finished = [
-            s.value for s in (Status.SENT, Status.DISCARDED, Status.REJECTED, Status.FAILED, Status.DEAD)
-        ]
-        finished += [s.value for s in sorted(states.RECEIPT_STATUSES)]  # delivered, bounced, complained
+        params = {"b_now": now, "b_cutoff": now - timedelta(days=older_than_days)}
         with self.engine.begin() as conn:
-            return int(
-                conn.execute(
-                    update(n)
-                    .where(n.status.in_(finished), n.updated_at < cutoff, n.purged_at.is_(None))
-                    .values(payload=None, recipient=None, raw=None, purged_at=now)
-                ).rowcount
-            )
-
-    def ids_in(self, statuses: Sequence[Status], *, limit: int = 100_000) -> list[str]:
-        n = Notification
-        with self.engine.connect() as conn:
-            return list(
-                conn.execute(
-                    select(n.id)
-                    .where(n.status.in_([s.value for s in statuses]))
-                    .order_by(n.created_at, n.id)
-                    .limit(limit)
-                ).scalars()
-            )
+            return int(conn.execute(statements.purge(states.PURGEABLE), params).rowcount)
