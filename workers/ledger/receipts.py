@@ -20,10 +20,10 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Row, Table, and_, bindparam, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from workers.ledger import states
+from workers.ledger import statements, states
 from workers.ledger.models import Notification, ReceiptRecord
 from workers.ledger.queries import iso
-from workers.ledger.store import Clock, _away_is_retryable, utcnow
+from workers.ledger.store import Clock, away_is_retryable, utcnow
 from workers.ledger.suppressions import add_in, remove_in
 from workers.messages import Channel, Status, StatusChange
 from workers.receipts import DeliveryReceipt, ReceiptEffect, SuppressionChange
@@ -176,7 +176,7 @@ class ReceiptBook:
         unique_changes = {(c.provider, c.provider_event_id): c for c in reversed(changes)}
         rows = [_receipt_row(r, now) for r in unique_receipts.values()]
         rows += [_change_row(c, now) for c in unique_changes.values() if c.provider_event_id]
-        with _away_is_retryable("receipts"), self.engine.begin() as conn:
+        with away_is_retryable("receipts"), self.engine.begin() as conn:
             new: set[tuple[str, str]] = set()
             if rows:
                 new = {(row.provider, row.provider_event_id) for row in conn.execute(self._insert, rows)}
@@ -237,7 +237,7 @@ class ReceiptBook:
     def apply_waiting(self, provider: str, provider_message_id: str) -> list[Moved]:
         """Match and apply the receipts kept for this message id, now that the ledger knows it."""
         r = ReceiptRecord
-        with _away_is_retryable("waiting receipts"), self.engine.begin() as conn:
+        with away_is_retryable("waiting receipts"), self.engine.begin() as conn:
             found = self._rows_for_ids(conn, {(provider, provider_message_id)})
             row = found.get((provider, provider_message_id))
             if row is None:
@@ -366,11 +366,14 @@ class ReceiptBook:
             for _ in range(MAX_RACES):
                 if not states.allowed(current, target):
                     break
-                values: dict[str, Any] = {"status": target.value, "updated_at": now}
-                if target is not Status.DELIVERED:
-                    values["error"] = _reason(receipt)
+                # The store's one compare-and-set: the row moves only if it is still `current`.
+                reason = None if target is Status.DELIVERED else _reason(receipt)
+                changes: dict[str, statements.Change] = (
+                    {} if reason is None else {"error": statements.Value.GIVEN}
+                )
                 done = conn.execute(
-                    update(n).where(n.id == row.id, n.status == current.value).values(**values)
+                    statements.transition({current}, target, changes, where=[statements.BY_ID]),
+                    {"b_id": row.id, "b_now": now, "b_error": reason},
                 ).rowcount
                 if done:
                     change = StatusChange(
@@ -381,7 +384,7 @@ class ReceiptBook:
                         channel=row.channel,
                         event_type=row.event_type,
                         provider=receipt.provider,
-                        reason=values.get("error"),
+                        reason=reason,
                         meta=row.meta or {},
                     )
                     moved.append(Moved(change, row.sent_at, receipt.occurred_at))

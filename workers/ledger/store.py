@@ -95,7 +95,7 @@ class Held:
 
 
 @contextmanager
-def _away_is_retryable(what: str) -> Iterator[None]:
+def away_is_retryable(what: str) -> Iterator[None]:
     """Raise ``LedgerUnavailable`` when the database is away (worth retrying the write); a bad
     statement's error passes unchanged."""
     try:
@@ -427,7 +427,7 @@ class Ledger:
 
         Raises ``LedgerUnavailable`` when the database is away: nothing was claimed or sent.
         """
-        with _away_is_retryable(f"claim of {notification_id}"):
+        with away_is_retryable(f"claim of {notification_id}"):
             return self._claim(notification_id)
 
     def _claim(self, notification_id: str) -> Claim | None:
@@ -476,7 +476,7 @@ class Ledger:
             "b_error_class": _error_class(error) if error else None,
             "b_error_message": describe_error(error)[:MAX_ERROR_CHARS] if error else None,
         }
-        with _away_is_retryable(f"{move.target.value} of {claim.notification_id}"):
+        with away_is_retryable(f"{move.target.value} of {claim.notification_id}"):
             if FastPath.OUTCOME in self._fast:
                 with self._single.connect() as conn:
                     stmt = self._with_attempt(move)
