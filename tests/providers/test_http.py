@@ -8,7 +8,7 @@ import httpx
 import pytest
 from conftest import CLIENT_TIMEOUT, make_email, make_sms
 
-from workers.errors import GiveUp, MaybeDelivered, ProviderMisconfigured, RetryLater
+from workers.errors import ConfigurationError, GiveUp, MaybeDelivered, ProviderMisconfigured, RetryLater
 from workers.providers.http import (
     RETRY_AFTER_CAP,
     make_client,
@@ -17,7 +17,7 @@ from workers.providers.http import (
 )
 from workers.providers.mandrill import MandrillProvider
 from workers.providers.refusals import Rule
-from workers.providers.twilio import RedirectingHttpClient, TwilioProvider, sdk_response
+from workers.providers.twilio import RedirectingHttpClient, TwilioProvider, rewrite_url, sdk_response
 from workers.settings import load_settings
 from workers.testing.http_base import LocalHttpServer, Reply, Request
 from workers.testing.mandrill_server import MandrillServer
@@ -209,3 +209,36 @@ def test_a_closed_provider_refuses_to_send_as_httpx_does(
     with pytest.raises(RuntimeError, match="client has been closed"):
         twilio.send_sms(make_sms())
     assert len(mandrill_server.received) == len(twilio_server.received) == 1
+
+
+class _CookieServer(LocalHttpServer):
+    """Sets a cookie on every reply and records what each request carried."""
+
+    def handle(self, request: Request, fault: object) -> tuple[Reply, bool]:
+        return Reply(200, b"{}", {"Set-Cookie": "session=abc; Path=/"}), True
+
+    def error_reply(self, status: int, retry_after: float | None) -> Reply:
+        return Reply(status)
+
+
+def test_a_cookie_a_server_sets_is_never_sent_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    no_proxy(monkeypatch)
+    with _CookieServer() as server:
+        client = make_client(timeout=CLIENT_TIMEOUT)
+        try:
+            for _ in range(2):
+                client.post(server.root_url + "/x", json={})
+        finally:
+            client.close()
+        assert [item.request.headers.get("cookie") for item in server.received] == [None, None]
+        assert len(client.cookies) == 0
+
+
+def test_rewrite_url_moves_an_sdk_url_onto_the_base() -> None:
+    url = rewrite_url("http://127.0.0.1:9999/prefix/", "https://api.twilio.com/2010-04-01/A.json?x=1#f")
+    assert url == httpx.URL("http://127.0.0.1:9999/prefix/2010-04-01/A.json?x=1")
+
+
+def test_an_unusable_mandrill_base_url_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match="MANDRILL_BASE_URL"):
+        MandrillProvider("k", base_url="https://mandrill.example/api\x00/1.0")

@@ -12,6 +12,7 @@ import email.utils
 import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from http.cookiejar import CookieJar
 from typing import NoReturn
 
 import httpx
@@ -39,7 +40,17 @@ def make_client(*, timeout: float, max_connections: int = DEFAULT_MAX_CONNECTION
         timeout=httpx.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT_CAP)),
         limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
         headers={"User-Agent": USER_AGENT},
+        cookies=NoCookies(),
     )
+
+
+class NoCookies(CookieJar):
+    """A cookie jar that keeps nothing: the key in Mandrill's body and Twilio's Basic auth
+    authenticate every request, so a cookie a server sets is never sent back. Reading Set-Cookie
+    into the jar took about a tenth of a send's client-side CPU (cProfile of bench/providers.py sends)."""
+
+    def extract_cookies(self, response: object, request: object) -> None:
+        """Keeps nothing."""
 
 
 def retry_after_seconds(headers: Mapping[str, str], *, now: datetime | None = None) -> float | None:

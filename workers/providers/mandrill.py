@@ -52,6 +52,7 @@ NAME = "mandrill"
 SEND_PATH = "messages/send"
 SEND_TEMPLATE_PATH = "messages/send-template"
 PING_PATH = "users/ping2.json"
+API_PATHS = (SEND_PATH, SEND_TEMPLATE_PATH, PING_PATH)
 
 log = logging.getLogger(__name__)
 
@@ -286,6 +287,11 @@ class MandrillProvider:
             raise ConfigurationError("MANDRILL_API_KEY is empty but mandrill is a configured email provider")
         self._api_key = api_key
         self._base_url = base_url.rstrip("/") + "/"
+        # Parsed once: a URL object passes through the client as it is, a string is parsed per send.
+        try:
+            self._urls = {path: httpx.URL(self._base_url + path) for path in API_PATHS}
+        except httpx.InvalidURL as exc:
+            raise ConfigurationError(f"MANDRILL_BASE_URL is not a usable URL: {exc}") from None
         self._client = client or make_client(timeout=timeout, max_connections=max_connections)
 
     def __repr__(self) -> str:
@@ -295,7 +301,7 @@ class MandrillProvider:
     def send_email(self, message: EmailMessage) -> Receipt:
         path, body = build_send_request(message, self._api_key)
         try:
-            response = self._client.post(self._base_url + path, json=body)
+            response = self._client.post(self._urls[path], json=body)
         except httpx.HTTPError as exc:
             raise_transport_failure(NAME, exc)
         try:
@@ -316,9 +322,7 @@ class MandrillProvider:
         older ``users/ping`` with its bare ``"PONG!"`` string is kept by Mandrill for old clients only.
         """
         try:
-            response = self._client.post(
-                self._base_url + PING_PATH, json={"key": self._api_key}, timeout=timeout
-            )
+            response = self._client.post(self._urls[PING_PATH], json={"key": self._api_key}, timeout=timeout)
         except httpx.HTTPError as exc:
             return Probe.failed(exc)
         return parse_ping_response(response.status_code, response.content)

@@ -9,6 +9,7 @@ boundary: errors arrive as the SDK's TwilioRestException and never leave this mo
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Mapping
@@ -173,6 +174,15 @@ def sdk_response(response: httpx.Response) -> Response:
     return Response(response.status_code, response.text, dict(response.headers.items()))
 
 
+@functools.lru_cache(maxsize=256)
+def rewrite_url(base_url: str, url: str) -> httpx.URL:
+    """``url`` (an SDK URL on api.twilio.com) on ``base_url``: scheme and host replaced, base path
+    prefixed, fragment dropped. Remembered: the SDK asks for the same few URLs again and again, and
+    a URL object passes through httpx.Client without being parsed again."""
+    base, parts = urlsplit(base_url.rstrip("/")), urlsplit(url)
+    return httpx.URL(urlunsplit((base.scheme, base.netloc, base.path + parts.path, parts.query, "")))
+
+
 class RedirectingHttpClient(HttpClient):  # type: ignore[misc]  # the SDK ships no type hints
     """The SDK's HTTP client over one kept-alive httpx.Client, sending to ``base_url`` instead of Twilio.
 
@@ -188,15 +198,13 @@ class RedirectingHttpClient(HttpClient):  # type: ignore[misc]  # the SDK ships 
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
         super().__init__(log, is_async=False, timeout=timeout)
-        target = urlsplit(base_url.rstrip("/"))
-        self._scheme, self._netloc, self._prefix = target.scheme, target.netloc, target.path
+        self._base_url = base_url
         self._client = make_client(timeout=timeout, max_connections=max_connections)
         self._local = threading.local()
 
     def rewrite(self, url: str) -> str:
         """``url`` on the configured base: scheme and host replaced, base path prefixed."""
-        parts = urlsplit(url)
-        return urlunsplit((self._scheme, self._netloc, self._prefix + parts.path, parts.query, ""))
+        return str(rewrite_url(self._base_url, url))
 
     @property
     def last_headers(self) -> Mapping[str, str]:
@@ -215,8 +223,8 @@ class RedirectingHttpClient(HttpClient):  # type: ignore[misc]  # the SDK ships 
         allow_redirects: bool = False,
     ) -> Response:
         self._local.headers = {}
-        url = self.rewrite(uri)
-        log.debug("twilio %s %s", method.upper(), urlsplit(url).path)
+        url = rewrite_url(self._base_url, uri)
+        log.debug("twilio %s %s", method.upper(), url.path)
         try:
             response = self._client.request(
                 method.upper(),
