@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from workers.errors import ConfigurationError
-from workers.settings import Settings, mask_url
+from workers.settings import EMAIL_PROVIDERS, Settings, mask_url
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,103 +65,26 @@ def _failure(name: str, exc: BaseException, settings: Settings) -> Check:
     return Check(name, False, redact(settings.scrub(f"{type(exc).__name__}: {exc}".splitlines()[0])))
 
 
-def check_mandrill(settings: Settings) -> Check:
-    """``users/ping2`` with the API key: reachable and the key accepted, without sending anything.
+def check_provider(name: str, settings: Settings) -> Check:
+    """Provider ``name`` built as the worker builds it (the registry), then asked to ``probe()``
+    itself: reachable and its credentials accepted, without sending anything."""
+    from workers.providers.redact import redact
+    from workers.providers.registry import build_named_provider
 
-    ``users/ping2`` answers ``{"PING": "PONG!"}`` and is the ping Mailchimp Transactional's API
-    reference describes (Users, "Ping"), which the official clients call as ``users.ping2``; the
-    older ``users/ping`` with its bare ``"PONG!"`` string is kept by Mandrill for old clients only.
-    """
-    import httpx
-
-    name = "email provider mandrill"
-    key = settings.mandrill_api_key.get_secret_value()
-    if not key:
-        return Check(name, False, "MANDRILL_API_KEY is empty")
-    url = settings.mandrill_base_url.rstrip("/") + "/users/ping2.json"
+    # Outbox may serve both channels, so its line names none.
+    channel = "" if name == "outbox" else "email " if name in EMAIL_PROVIDERS else "sms "
+    title = f"{channel}provider {name}"
     try:
-        response = httpx.post(url, json={"key": key}, timeout=PROBE_TIMEOUT)
-        answer = response.json() if response.content else None
-    except (httpx.HTTPError, ValueError) as exc:
-        return _failure(name, exc, settings)
-    if response.status_code == 200 and answer == {"PING": "PONG!"}:
-        return Check(name, True, "reachable, API key accepted")
-    if isinstance(answer, dict) and answer.get("name"):
-        return Check(name, False, f"refused: {answer['name']} (HTTP {response.status_code})")
-    return Check(name, False, f"unexpected answer, HTTP {response.status_code}")
-
-
-def check_smtp(settings: Settings) -> Check:
-    """Connect, EHLO, STARTTLS and log in as configured, NOOP: the path a send takes, minus the mail."""
-    import smtplib
-    import ssl
-
-    name = "email provider smtp"
-    where = f"{settings.smtp_host}:{settings.smtp_port}"
+        provider = build_named_provider(name, settings)
+    except ConfigurationError as exc:
+        return Check(title, False, settings.scrub(str(exc)))
     try:
-        conn: smtplib.SMTP
-        if settings.smtp_ssl:
-            conn = smtplib.SMTP_SSL(
-                settings.smtp_host,
-                settings.smtp_port,
-                timeout=PROBE_TIMEOUT,
-                context=ssl.create_default_context(),
-            )
-        else:
-            conn = smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=PROBE_TIMEOUT)
-        try:
-            conn.ehlo()
-            if settings.smtp_starttls and not settings.smtp_ssl:
-                conn.starttls(context=ssl.create_default_context())
-                conn.ehlo()
-            if settings.smtp_username:
-                conn.login(settings.smtp_username, settings.smtp_password.get_secret_value())
-            code, _ = conn.noop()
-        finally:
-            try:
-                conn.quit()
-            except (smtplib.SMTPException, OSError):
-                conn.close()
-    except (smtplib.SMTPException, OSError) as exc:
-        return _failure(f"{name} ({where})", exc, settings)
-    if code != 250:
-        return Check(name, False, f"{where}: NOOP answered {code}")
-    return Check(name, True, f"{where} answers EHLO and NOOP")
-
-
-def check_twilio(settings: Settings) -> Check:
-    """Fetch the account resource: reachable and the credentials accepted, without sending anything."""
-    import httpx
-
-    name = "sms provider twilio"
-    sid = settings.twilio_account_sid
-    token = settings.twilio_auth_token.get_secret_value()
-    if not sid or not token:
-        return Check(name, False, "TWILIO_ACCOUNT_SID or TWILIO_AUTH_TOKEN is empty")
-    url = f"{settings.twilio_base_url.rstrip('/')}/2010-04-01/Accounts/{sid}.json"
-    try:
-        response = httpx.get(url, auth=(sid, token), timeout=PROBE_TIMEOUT)
-    except httpx.HTTPError as exc:
-        return _failure(name, exc, settings)
-    if response.status_code == 200:
-        return Check(name, True, "reachable, credentials accepted")
-    if response.status_code == 401:
-        return Check(name, False, "credentials refused (HTTP 401)")
-    return Check(name, False, f"unexpected answer, HTTP {response.status_code}")
-
-
-def check_outbox(settings: Settings) -> Check:
-    import os
-
-    name = "provider outbox"
-    folder = settings.outbox_dir.resolve()
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        return _failure(name, exc, settings)
-    if not os.access(folder, os.W_OK):
-        return Check(name, False, f"{folder} is not writable")
-    return Check(name, True, f"writes to {folder}")
+        found = provider.probe(PROBE_TIMEOUT)
+    finally:
+        provider.close()
+    # A quoted exception can quote a server's reply, which can quote an address or a URL: scrub it.
+    detail = redact(settings.scrub(found.detail)) if found.quoted else found.detail
+    return Check(f"{title} ({found.where})" if found.where else title, found.ok, detail)
 
 
 def check_rate_limiter(settings: Settings) -> Check:
@@ -183,12 +105,6 @@ def check_rate_limiter(settings: Settings) -> Check:
 
 
 PROBE_TIMEOUT = 5.0
-PROVIDER_CHECKS: dict[str, Callable[[Settings], Check]] = {
-    "mandrill": check_mandrill,
-    "smtp": check_smtp,
-    "twilio": check_twilio,
-    "outbox": check_outbox,
-}
 
 
 def check_parked(settings: Settings) -> list[Check]:
@@ -241,7 +157,7 @@ def run_checks(settings: Settings, *, providers: bool = True) -> list[Check]:
     # Each configured provider once, in chain order (outbox may serve both channels). A container's
     # liveness check leaves them out: a provider outage is not a reason to restart the worker.
     for name in dict.fromkeys((*settings.email_provider, *settings.sms_provider)) if providers else ():
-        checks.append(PROVIDER_CHECKS[name](settings))
+        checks.append(check_provider(name, settings))
     # Parked rows are read from the ledger: only when the database check found it usable (a bad
     # NOTIFY_DATABASE_URL is that check's FAIL line, not an error of this one).
     if providers and checks[2].ok:

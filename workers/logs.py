@@ -147,6 +147,8 @@ def configure(*, level: str | int = "INFO", fmt: str = "auto", secrets: tuple[st
     root.setLevel(level.upper() if isinstance(level, str) else level)
     # Celery's per-task "received" and "succeeded" lines repeat what our own deliver.* lines and
     # Flower already say, and cost a tenth of the worker's CPU at load; keep them for DEBUG only.
+    # So does httpx.Client's "HTTP Request: POST ..." line per provider call (about a tenth of a send's
+    # client-side CPU, bench/providers.py), which our provider.* lines and the ledger already tell.
     quiet = logging.WARNING if root.level > logging.DEBUG else logging.NOTSET
-    for name in ("celery.worker.strategy", "celery.app.trace"):
+    for name in ("celery.worker.strategy", "celery.app.trace", "httpx"):
         logging.getLogger(name).setLevel(quiet)

@@ -137,6 +137,10 @@ class Settings(BaseSettings):
     receipt_wait: float = Field(default=3600.0, ge=600, le=YEAR, allow_inf_nan=False)
     mandrill_webhook_key: SecretStr = Field(default=SecretStr(""), alias="MANDRILL_WEBHOOK_KEY")
 
+    # Connections each HTTP provider (Mandrill, Twilio) opens at most, all kept alive between sends;
+    # a send beyond them waits for a free one. Sized like the worker's default thread pool.
+    http_max_connections: int = Field(default=32, ge=1, le=1000)
+
     mandrill_api_key: SecretStr = Field(default=SecretStr(""), alias="MANDRILL_API_KEY")
     mandrill_base_url: str = Field(default="https://mandrillapp.com/api/1.0", alias="MANDRILL_BASE_URL")
     mandrill_timeout: Seconds = Field(default=10.0, alias="MANDRILL_TIMEOUT")

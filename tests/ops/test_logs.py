@@ -92,3 +92,17 @@ def test_celery_per_task_chatter_is_kept_for_debug_only(json_logs: pytest.Captur
     configure()  # DEBUG
     logging.getLogger("celery.worker.strategy").info("Task %s[%s] received", "n", "2")
     assert [entry["event"] for entry in lines(json_logs)] == ["Task n[2] received"]
+
+
+def test_httpx_request_lines_only_at_debug(json_logs: pytest.CaptureFixture[str]) -> None:
+    httpx_log = logging.getLogger("httpx")
+    saved = httpx_log.level
+    try:
+        logs.configure(level="INFO", fmt="json")
+        httpx_log.info("HTTP Request: %s %s", "POST", "https://api.example/x")
+        assert lines(json_logs) == []  # our provider lines and the ledger tell each call already
+        configure()
+        httpx_log.info("HTTP Request: %s %s", "POST", "https://api.example/x")
+        assert [entry["event"] for entry in lines(json_logs)] == ["HTTP Request: POST https://api.example/x"]
+    finally:
+        httpx_log.setLevel(saved)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from workers.messages import EmailMessage, Receipt, SmsMessage
@@ -25,5 +26,37 @@ class SmsProvider(Protocol):
     name: str
 
     def send_sms(self, message: SmsMessage) -> Receipt: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """What a provider's probe found, in words for an operator (`notify health` prints them).
+
+    ``quoted``: ``detail`` quotes an exception, whose text may quote a server's reply (an address,
+    a URL, a secret), so whoever shows it scrubs it first. ``where``: the endpoint the probe could
+    not talk to, when the check line should name it.
+    """
+
+    ok: bool
+    detail: str
+    where: str = ""
+    quoted: bool = False
+
+    @classmethod
+    def failed(cls, exc: BaseException, *, where: str = "") -> Probe:
+        """A failed probe that quotes the first line of ``exc``, its type first."""
+        return cls(False, f"{type(exc).__name__}: {exc}".splitlines()[0], where, quoted=True)
+
+
+class Probed(Protocol):
+    """A provider that can show it is reachable and its credentials accepted, without sending."""
+
+    name: str
+
+    def probe(self, timeout: float) -> Probe:
+        """Never raises for what it finds: an unreachable server or a refusal is a failed Probe."""
+        ...
 
     def close(self) -> None: ...

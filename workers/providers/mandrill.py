@@ -1,7 +1,8 @@
-"""Mandrill (Mailchimp Transactional): the JSON API over one kept-alive httpx client per provider.
+"""Mandrill (Mailchimp Transactional): the JSON API over the kept-alive client of ``providers.http``.
 
-Request building (``build_send_request``) and response parsing (``parse_send_response``) are pure
-functions; ``MandrillProvider`` only moves bytes and maps transport failures onto our errors.
+Request building (``build_send_request``) and reply parsing (``parse_send_response``,
+``parse_ping_response``) are pure functions; ``MandrillProvider`` only moves bytes through the
+client, and ``providers.http`` maps transport failures onto our errors.
 
 Classification, with sources (tests/providers/test_mandrill.py holds a case for each rule):
 
@@ -23,8 +24,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any
 
 import httpx
 
@@ -32,79 +32,96 @@ from workers.errors import (
     ConfigurationError,
     DeliveryError,
     GiveUp,
-    MaybeDelivered,
     ProviderMisconfigured,
     RetryLater,
 )
 from workers.messages import EmailMessage, Receipt
 from workers.providers.addresses import has_ascii_local_parts, with_ascii_domains
-from workers.providers.direct import environment_names_a_proxy, send_direct
+from workers.providers.base import Probe
+from workers.providers.http import (
+    DEFAULT_MAX_CONNECTIONS,
+    make_client,
+    raise_transport_failure,
+    retry_after_seconds,
+)
 from workers.providers.mime import ascii_address, extra_headers
 from workers.providers.redact import redact
+from workers.providers.refusals import Rule
 
 NAME = "mandrill"
 SEND_PATH = "messages/send"
 SEND_TEMPLATE_PATH = "messages/send-template"
+PING_PATH = "users/ping2.json"
+API_PATHS = (SEND_PATH, SEND_TEMPLATE_PATH, PING_PATH)
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Rule:
-    """What to do about one Mandrill answer: ``retry``, ``give_up`` or ``misconfigured``."""
-
-    action: str
-    why: str
-
-
-RETRY, GIVE_UP, MISCONFIGURED = "retry", "give_up", "misconfigured"
 
 # Error ``name`` values of messages/send and messages/send-template
 # (https://mandrillapp.com/api/docs/messages.html; descriptions from the official client's
 # exception list, e.g. https://lesjoursfr.github.io/mandrill-api-php/namespaces/mandrill-exceptions.html).
 ERROR_NAMES: Mapping[str, Rule] = {
-    "Invalid_Key": Rule(MISCONFIGURED, "the API key is not a valid Mandrill API key"),
-    "PaymentRequired": Rule(MISCONFIGURED, "the requested feature requires payment"),
-    "Unknown_Subaccount": Rule(MISCONFIGURED, "the subaccount does not exist"),
-    "PoorReputation": Rule(MISCONFIGURED, "the account's reputation is too low to continue"),
-    "ValidationError": Rule(GIVE_UP, "the request was refused as invalid"),
-    "Unknown_Template": Rule(GIVE_UP, "the stored template does not exist"),
-    "Invalid_Template": Rule(GIVE_UP, "the stored template name is invalid"),
-    "Unknown_Sender": Rule(GIVE_UP, "the sender does not exist"),
-    "GeneralError": Rule(RETRY, "an unexpected error occurred at Mandrill"),
-    "ServiceUnavailable": Rule(RETRY, "the subsystem is down for maintenance"),
+    "Invalid_Key": Rule(ProviderMisconfigured, "the API key is not a valid Mandrill API key"),
+    "PaymentRequired": Rule(ProviderMisconfigured, "the requested feature requires payment"),
+    "Unknown_Subaccount": Rule(ProviderMisconfigured, "the subaccount does not exist"),
+    "PoorReputation": Rule(ProviderMisconfigured, "the account's reputation is too low to continue"),
+    "ValidationError": Rule(GiveUp, "the request was refused as invalid"),
+    "Unknown_Template": Rule(GiveUp, "the stored template does not exist"),
+    "Invalid_Template": Rule(GiveUp, "the stored template name is invalid"),
+    "Unknown_Sender": Rule(GiveUp, "the sender does not exist"),
+    "GeneralError": Rule(RetryLater, "an unexpected error occurred at Mandrill"),
+    "ServiceUnavailable": Rule(RetryLater, "the subsystem is down for maintenance"),
 }
 
 # ``reject_reason`` of a ``rejected`` recipient (https://mandrillapp.com/api/docs/messages.html,
 # "reject_reason"; meanings from the Mandrill knowledge base on bounces and rejections).
 REJECT_REASONS: Mapping[str, Rule] = {
-    "hard-bounce": Rule(GIVE_UP, "the address hard-bounced before"),
-    "soft-bounce": Rule(RETRY, "the address soft-bounced recently; the rejection expires"),
-    "spam": Rule(GIVE_UP, "the recipient marked earlier mail as spam"),
-    "unsub": Rule(GIVE_UP, "the recipient unsubscribed"),
-    "custom": Rule(GIVE_UP, "the address is on the account's own denylist"),
-    "invalid-sender": Rule(GIVE_UP, "the sender address is invalid"),
-    "invalid": Rule(GIVE_UP, "the recipient address is invalid"),
-    "rule": Rule(GIVE_UP, "a rejection rule of the account matched"),
-    "unsigned": Rule(MISCONFIGURED, "the sending domain is not verified (SPF/DKIM)"),
-    "test-mode-limit": Rule(MISCONFIGURED, "a test-mode key reached its limit"),
+    "hard-bounce": Rule(GiveUp, "the address hard-bounced before"),
+    "soft-bounce": Rule(RetryLater, "the address soft-bounced recently; the rejection expires"),
+    "spam": Rule(GiveUp, "the recipient marked earlier mail as spam"),
+    "unsub": Rule(GiveUp, "the recipient unsubscribed"),
+    "custom": Rule(GiveUp, "the address is on the account's own denylist"),
+    "invalid-sender": Rule(GiveUp, "the sender address is invalid"),
+    "invalid": Rule(GiveUp, "the recipient address is invalid"),
+    "rule": Rule(GiveUp, "a rejection rule of the account matched"),
+    "unsigned": Rule(ProviderMisconfigured, "the sending domain is not verified (SPF/DKIM)"),
+    "test-mode-limit": Rule(ProviderMisconfigured, "a test-mode key reached its limit"),
+}
+
+# HTTP statuses of replies that carry no error body of the API's own. 401, 403, 404 and 405 mean
+# the base URL or the credentials point somewhere wrong; Mandrill itself answers errors with 500.
+RATE_LIMITED = Rule(RetryLater, "rate limited (HTTP 429)")
+HTTP_STATUSES: Mapping[int, Rule] = {
+    429: RATE_LIMITED,
+    **{
+        status: Rule(ProviderMisconfigured, f"HTTP {status} from the API root; check MANDRILL_BASE_URL")
+        for status in (401, 403, 404, 405)
+    },
 }
 
 ACCEPTED_STATUSES = frozenset({"sent", "queued", "scheduled"})
 
-# The body exactly as httpx encodes ``json=`` (UTF-8, compact separators, NaN refused); one encoder
-# for every send instead of one per ``json.dumps`` call.
-JSON_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-_CONTENT_TYPE = (b"Content-Type", b"application/json")
+
+def status_rule(status_code: int) -> Rule | None:
+    """What an HTTP status without an API error body means; None for 200, the one success."""
+    rule = HTTP_STATUSES.get(status_code)
+    if rule is not None:
+        return rule
+    if status_code >= 500:
+        return Rule(RetryLater, f"server error (HTTP {status_code})")
+    if status_code != 200:
+        return Rule(GiveUp, f"unexpected HTTP {status_code}")
+    return None
 
 
-def _raise(rule: Rule, detail: str, *, code: str, retry_after: float | None = None) -> NoReturn:
-    message = f"mandrill: {rule.why}" + (f" ({detail})" if detail else "")
-    if rule.action == RETRY:
-        raise RetryLater(message, provider=NAME, code=code, retry_after=retry_after)
-    if rule.action == MISCONFIGURED:
-        raise ProviderMisconfigured(message, provider=NAME, code=code)
-    raise GiveUp(message, provider=NAME, code=code)
+def error_rule(name: str, status_code: int) -> Rule:
+    """What an API error body ``{"status": "error", "name": ...}`` means: its name decides."""
+    rule = ERROR_NAMES.get(name)
+    if rule is not None:
+        return rule
+    if status_code == 429:
+        return RATE_LIMITED
+    # An error name we have not classified: retry, and let the retry budget bound it.
+    return Rule(RetryLater, f"unclassified error {name or 'without a name'}")
 
 
 MAILCHIMP = "mailchimp"
@@ -196,18 +213,6 @@ def build_send_request(message: EmailMessage, api_key: str) -> tuple[str, dict[s
     }
 
 
-def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
-    """The Retry-After hint in seconds, when given as a number of seconds (the form APIs use)."""
-    for name, value in headers.items():
-        if name.lower() == "retry-after":
-            try:
-                seconds = float(value.strip())
-            except ValueError:
-                return None
-            return max(seconds, 0.0)
-    return None
-
-
 def parse_send_response(status_code: int, headers: Mapping[str, str], body: bytes | str) -> Receipt:
     """The receipt for a messages/send(-template) reply, or our error for a refusal."""
     try:
@@ -218,41 +223,18 @@ def parse_send_response(status_code: int, headers: Mapping[str, str], body: byte
     # Retry-After is read only on the way to an error: an accepted send never needs it.
     if isinstance(payload, dict) and payload.get("status") == "error":
         name = str(payload.get("name") or "")
-        detail = redact(str(payload.get("message") or ""))
-        rule = ERROR_NAMES.get(name)
-        if rule is None and status_code == 429:
-            rule = Rule(RETRY, "rate limited (HTTP 429)")
-        elif rule is None:
-            # An error name we have not classified: retry, and let the retry budget bound it.
-            rule = Rule(RETRY, f"unclassified error {name or 'without a name'}")
-        _raise(rule, detail, code=name or f"http-{status_code}", retry_after=retry_after_seconds(headers))
-
-    if status_code == 429:
-        _raise(
-            Rule(RETRY, "rate limited (HTTP 429)"),
-            "",
-            code="http-429",
+        error_rule(name, status_code).raise_for(
+            NAME,
+            code=name or f"http-{status_code}",
+            detail=redact(str(payload.get("message") or "")),
             retry_after=retry_after_seconds(headers),
         )
-    if status_code >= 500:
-        _raise(
-            Rule(RETRY, f"server error (HTTP {status_code})"),
-            "",
-            code=f"http-{status_code}",
-            retry_after=retry_after_seconds(headers),
-        )
-    if status_code in (401, 403, 404, 405):
-        # Not an API error body: the base URL or the credentials point somewhere wrong.
-        _raise(
-            Rule(MISCONFIGURED, f"HTTP {status_code} from the API root; check MANDRILL_BASE_URL"),
-            "",
-            code=f"http-{status_code}",
-        )
-    if status_code != 200:
-        _raise(Rule(GIVE_UP, f"unexpected HTTP {status_code}"), "", code=f"http-{status_code}")
+    rule = status_rule(status_code)
+    if rule is not None:
+        rule.raise_for(NAME, code=f"http-{status_code}", retry_after=retry_after_seconds(headers))
 
     if not isinstance(payload, list) or not payload or not isinstance(payload[0], dict):
-        _raise(Rule(RETRY, "reply is not a list of recipient results"), "", code="bad-reply")
+        Rule(RetryLater, "reply is not a list of recipient results").raise_for(NAME, code="bad-reply")
     result: dict[str, Any] = payload[0]
     status = str(result.get("status") or "")
     message_id = result.get("_id")
@@ -265,20 +247,29 @@ def parse_send_response(status_code: int, headers: Mapping[str, str], body: byte
         )
     if status in ("rejected", "invalid"):
         reason = str(result.get("reject_reason") or ("invalid" if status == "invalid" else ""))
-        rule = REJECT_REASONS.get(reason, Rule(GIVE_UP, f"recipient {status}"))
-        _raise(rule, f"reject_reason={reason or 'none'}", code=reason or status)
-    _raise(Rule(RETRY, f"unknown recipient status {status!r}"), "", code=status or "bad-reply")
+        rule = REJECT_REASONS.get(reason, Rule(GiveUp, f"recipient {status}"))
+        rule.raise_for(NAME, code=reason or status, detail=f"reject_reason={reason or 'none'}")
+    Rule(RetryLater, f"unknown recipient status {status!r}").raise_for(NAME, code=status or "bad-reply")
+
+
+def parse_ping_response(status_code: int, body: bytes) -> Probe:
+    """What a users/ping2 reply says: ``{"PING": "PONG!"}`` means reachable with the key accepted."""
+    try:
+        answer: Any = json.loads(body) if body else None
+    except ValueError as exc:
+        return Probe.failed(exc)
+    if status_code == 200 and answer == {"PING": "PONG!"}:
+        return Probe(True, "reachable, API key accepted")
+    if isinstance(answer, dict) and answer.get("name"):
+        return Probe(False, f"refused: {answer['name']} (HTTP {status_code})")
+    return Probe(False, f"unexpected answer, HTTP {status_code}")
 
 
 class MandrillProvider:
     """Sends email through the Mandrill JSON API; one instance per process keeps its connections alive.
 
-    Without a proxy in the environment (and without a caller's client or credentials in the URL)
-    each send goes straight to the httpx transport with a request whose URL and headers were built
-    once: the same bytes ``Client.post(json=...)`` would send, without the Client's per-request work
-    (URL and header merging, auth and redirect flows, an INFO log line per request, and the cookie
-    jar: the key in the body authenticates every request, so cookies a server sets are not sent
-    back). Otherwise ``Client.post`` does it all, as it always did.
+    Sends go through one ``httpx.Client`` (``workers.providers.http.make_client``), or the
+    caller's. The key travels in the JSON body of every request, never in a header.
     """
 
     name = NAME
@@ -289,85 +280,32 @@ class MandrillProvider:
         *,
         base_url: str = "https://mandrillapp.com/api/1.0",
         timeout: float = 10.0,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
         client: httpx.Client | None = None,
     ) -> None:
         if not api_key:
             raise ConfigurationError("MANDRILL_API_KEY is empty but mandrill is a configured email provider")
         self._api_key = api_key
         self._base_url = base_url.rstrip("/") + "/"
-        self._transport: httpx.HTTPTransport | None = None
-        if client is None:
-            options: dict[str, Any] = {
-                "timeout": httpx.Timeout(timeout, connect=min(timeout, 5.0)),
-                "headers": {"User-Agent": "notify-workers/0.1"},
-            }
-            limits = httpx.Limits(max_connections=32, max_keepalive_connections=16)
-            # Credentials in the URL become Basic auth in the Client: leave those to it as well.
-            if environment_names_a_proxy() or "@" in base_url:
-                client = httpx.Client(limits=limits, **options)
-            else:
-                # The transport httpx.Client builds for itself when no proxy applies.
-                self._transport = httpx.HTTPTransport(limits=limits)
-                client = httpx.Client(transport=self._transport, **options)
-        self._client = client
-        self._extensions = {"timeout": client.timeout.as_dict()}
-        # Per API path: its URL and the headers before Content-Length, built at the first send
-        # (an unusable base URL fails there, as before, not at start-up).
-        self._targets: dict[str, tuple[httpx.URL, list[tuple[bytes, bytes]]]] = {}
+        # Parsed once: a URL object passes through the client as it is, a string is parsed per send.
+        try:
+            self._urls = {path: httpx.URL(self._base_url + path) for path in API_PATHS}
+        except httpx.InvalidURL as exc:
+            raise ConfigurationError(f"MANDRILL_BASE_URL is not a usable URL: {exc}") from None
+        self._client = client or make_client(timeout=timeout, max_connections=max_connections)
 
     def __repr__(self) -> str:
         # Never show the key, even in a traceback's locals.
         return f"MandrillProvider(base_url={self._base_url!r})"
 
-    def _target(self, path: str) -> tuple[httpx.URL, list[tuple[bytes, bytes]]]:
-        target = self._targets.get(path)
-        if target is None:
-            url = httpx.URL(self._base_url + path)
-            # Header order as httpx.Request prepares it: Host, the client's headers, then the body's.
-            host = [(b"Host", url.netloc)] if url.host else []
-            target = self._targets[path] = (url, [*host, *self._client.headers.raw])
-        return target
-
-    def _post(self, transport: httpx.HTTPTransport, path: str, body: bytes) -> httpx.Response:
-        url, head = self._target(path)
-        request = httpx.Request(
-            "POST",
-            url,
-            headers=[*head, (b"Content-Length", str(len(body)).encode("ascii")), _CONTENT_TYPE],
-            stream=httpx.ByteStream(body),
-            extensions=self._extensions,
-        )
-        return send_direct(transport, request)
-
     def send_email(self, message: EmailMessage) -> Receipt:
         path, body = build_send_request(message, self._api_key)
         try:
-            # A closed client refuses to send (RuntimeError): the Client path says so as before.
-            if self._transport is None or self._client.is_closed:
-                response = self._client.post(self._base_url + path, json=body)
-            else:
-                response = self._post(self._transport, path, JSON_ENCODER.encode(body).encode("utf-8"))
-            content = response.content
-        except (httpx.ReadTimeout, httpx.WriteTimeout) as exc:
-            # The request (or part of it) reached Mandrill; it may act on it without our hearing.
-            raise MaybeDelivered(
-                f"mandrill: no answer in time ({type(exc).__name__})", provider=NAME, code="timeout"
-            ) from None
-        except httpx.TimeoutException as exc:
-            raise RetryLater(
-                f"mandrill: timed out ({type(exc).__name__})", provider=NAME, code="timeout"
-            ) from None
-        except httpx.TransportError as exc:
-            # Connection refused, reset, or dropped before a reply: the request may not have arrived.
-            raise RetryLater(
-                f"mandrill: connection failed ({type(exc).__name__})", provider=NAME, code="connection"
-            ) from None
+            response = self._client.post(self._urls[path], json=body)
         except httpx.HTTPError as exc:
-            raise RetryLater(
-                f"mandrill: HTTP failure ({type(exc).__name__})", provider=NAME, code="http"
-            ) from None
+            raise_transport_failure(NAME, exc)
         try:
-            receipt = parse_send_response(response.status_code, response.headers, content)
+            receipt = parse_send_response(response.status_code, response.headers, response.content)
         except DeliveryError as exc:
             log.warning("mandrill refused notification %s: %s", message.notification_id, exc)
             raise
@@ -375,6 +313,19 @@ class MandrillProvider:
             "mandrill accepted notification %s as %s", message.notification_id, receipt.provider_message_id
         )
         return receipt
+
+    def probe(self, timeout: float) -> Probe:
+        """``users/ping2`` with the API key: reachable and the key accepted, without sending anything.
+
+        ``users/ping2`` answers ``{"PING": "PONG!"}`` and is the ping Mailchimp Transactional's API
+        reference describes (Users, "Ping"), which the official clients call as ``users.ping2``; the
+        older ``users/ping`` with its bare ``"PONG!"`` string is kept by Mandrill for old clients only.
+        """
+        try:
+            response = self._client.post(self._urls[PING_PATH], json={"key": self._api_key}, timeout=timeout)
+        except httpx.HTTPError as exc:
+            return Probe.failed(exc)
+        return parse_ping_response(response.status_code, response.content)
 
     def close(self) -> None:
         self._client.close()

@@ -11,6 +11,7 @@ from workers.errors import GiveUp
 from workers.ids import safe_name
 from workers.messages import EmailMessage, Receipt, SmsMessage
 from workers.providers.addresses import with_ascii_domains
+from workers.providers.base import Probe
 from workers.providers.mime import build_mime
 from workers.providers.redact import redact
 
@@ -77,6 +78,17 @@ class OutboxProvider:
                 f"outbox: notification id does not map to a file in {kind}/", provider=self.name, code="path"
             )
         return path
+
+    def probe(self, timeout: float) -> Probe:
+        """The folder exists (made when missing, as a send would) and this process may write in it."""
+        folder = self.directory.resolve()
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            return Probe.failed(exc)
+        if not os.access(folder, os.W_OK):
+            return Probe(False, f"{folder} is not writable")
+        return Probe(True, f"writes to {folder}")
 
     def close(self) -> None:
         """Nothing to release: every send opens and closes its own file."""

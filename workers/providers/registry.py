@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from workers.providers.base import EmailProvider, SmsProvider
+from workers.providers.base import EmailProvider, Probed, SmsProvider
 from workers.providers.fallback import FallbackEmailProvider, FallbackSmsProvider
 from workers.providers.limited import RateLimitedEmailProvider, RateLimitedSmsProvider
 from workers.providers.mandrill import MandrillProvider
@@ -10,7 +10,7 @@ from workers.providers.outbox import OutboxProvider
 from workers.providers.smtp import SmtpProvider
 from workers.providers.twilio import TwilioProvider
 from workers.ratelimit import Limiter
-from workers.settings import Settings
+from workers.settings import EMAIL_PROVIDERS, Settings
 
 
 def build_email_provider(settings: Settings, *, limiter: Limiter | None = None) -> EmailProvider:
@@ -20,7 +20,7 @@ def build_email_provider(settings: Settings, *, limiter: Limiter | None = None) 
     chain moves on to the next provider when the first one's limit is reached.
     Raises ConfigurationError when a named provider lacks its settings (e.g. no MANDRILL_API_KEY).
     """
-    chain = [_email(name, settings) for name in settings.email_provider]
+    chain: list[EmailProvider] = [_email(name, settings) for name in settings.email_provider]
     if limiter is not None:
         chain = [RateLimitedEmailProvider(provider, limiter) for provider in chain]
     if len(chain) == 1:
@@ -31,7 +31,7 @@ def build_email_provider(settings: Settings, *, limiter: Limiter | None = None) 
 def build_sms_provider(settings: Settings, *, limiter: Limiter | None = None) -> SmsProvider:
     """The SMS provider (or fallback chain) that ``NOTIFY_SMS_PROVIDER`` names, rate-limited as above
     and also per sender number (limit ``sms-sender``)."""
-    chain = [_sms(name, settings) for name in settings.sms_provider]
+    chain: list[SmsProvider] = [_sms(name, settings) for name in settings.sms_provider]
     if limiter is not None:
         chain = [RateLimitedSmsProvider(provider, limiter) for provider in chain]
     if len(chain) == 1:
@@ -39,7 +39,13 @@ def build_sms_provider(settings: Settings, *, limiter: Limiter | None = None) ->
     return FallbackSmsProvider(chain)
 
 
-def _email(name: str, settings: Settings) -> EmailProvider:
+def build_named_provider(name: str, settings: Settings) -> Probed:
+    """The one provider ``name`` alone, as the chains hold it (no limiter, no fallback): what
+    `notify health` probes. Raises ConfigurationError as the chains do."""
+    return _email(name, settings) if name in EMAIL_PROVIDERS else _sms(name, settings)
+
+
+def _email(name: str, settings: Settings) -> MandrillProvider | SmtpProvider | OutboxProvider:
     if name == "outbox":
         return OutboxProvider(settings.outbox_dir, message_id_domain=settings.message_id_domain)
     if name == "mandrill":
@@ -47,6 +53,7 @@ def _email(name: str, settings: Settings) -> EmailProvider:
             settings.mandrill_api_key.get_secret_value(),
             base_url=settings.mandrill_base_url,
             timeout=settings.mandrill_timeout,
+            max_connections=settings.http_max_connections,
         )
     if name == "smtp":
         return SmtpProvider(
@@ -62,7 +69,7 @@ def _email(name: str, settings: Settings) -> EmailProvider:
     raise ValueError(f"unknown email provider {name!r}")  # settings validation makes this unreachable
 
 
-def _sms(name: str, settings: Settings) -> SmsProvider:
+def _sms(name: str, settings: Settings) -> TwilioProvider | OutboxProvider:
     if name == "outbox":
         return OutboxProvider(settings.outbox_dir)
     if name == "twilio":
@@ -75,5 +82,6 @@ def _sms(name: str, settings: Settings) -> SmsProvider:
             status_callback=f"{settings.public_url.rstrip('/')}/webhooks/twilio"
             if settings.public_url
             else None,
+            max_connections=settings.http_max_connections,
         )
     raise ValueError(f"unknown SMS provider {name!r}")  # settings validation makes this unreachable

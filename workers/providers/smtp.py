@@ -27,6 +27,7 @@ from typing import NoReturn
 from workers.errors import GiveUp, MaybeDelivered, ProviderMisconfigured, RetryLater
 from workers.messages import EmailMessage, Receipt
 from workers.providers.addresses import has_ascii_local_parts, with_ascii_domains
+from workers.providers.base import Probe
 from workers.providers.mime import build_mime
 from workers.providers.redact import redact
 
@@ -103,31 +104,38 @@ class SmtpProvider:
 
     # --- connections ---------------------------------------------------------------------------
 
+    def _connect(self, timeout: float) -> smtplib.SMTP:
+        """A connection ready for MAIL: greeted, EHLO, STARTTLS and login as configured.
+
+        Raises what smtplib and ssl raise: sends map it onto our errors (``_open``), a probe
+        reports it as it is.
+        """
+        conn: smtplib.SMTP
+        if self._implicit_tls:
+            conn = smtplib.SMTP_SSL(
+                self._host,
+                self._port,
+                local_hostname=self._local_hostname,
+                timeout=timeout,
+                context=self._ssl_context,
+            )
+        else:
+            conn = smtplib.SMTP(self._host, self._port, local_hostname=self._local_hostname, timeout=timeout)
+        try:
+            conn.ehlo()
+            if self._starttls:
+                conn.starttls(context=self._ssl_context)
+                conn.ehlo()
+            if self._username:
+                conn.login(self._username, self._password)
+        except BaseException:
+            _quietly_close(conn)
+            raise
+        return conn
+
     def _open(self) -> smtplib.SMTP:
         try:
-            conn: smtplib.SMTP
-            if self._implicit_tls:
-                conn = smtplib.SMTP_SSL(
-                    self._host,
-                    self._port,
-                    local_hostname=self._local_hostname,
-                    timeout=self._timeout,
-                    context=self._ssl_context,
-                )
-            else:
-                conn = smtplib.SMTP(
-                    self._host, self._port, local_hostname=self._local_hostname, timeout=self._timeout
-                )
-            try:
-                conn.ehlo()
-                if self._starttls:
-                    conn.starttls(context=self._ssl_context)
-                    conn.ehlo()
-                if self._username:
-                    conn.login(self._username, self._password)
-            except BaseException:
-                _quietly_close(conn)
-                raise
+            return self._connect(self._timeout)
         except smtplib.SMTPAuthenticationError as exc:
             raise ProviderMisconfigured(
                 f"smtp: authentication failed with {exc.smtp_code}", provider=NAME, code=str(exc.smtp_code)
@@ -154,7 +162,6 @@ class SmtpProvider:
             raise RetryLater(
                 f"smtp: cannot connect ({type(exc).__name__})", provider=NAME, code="connection"
             ) from None
-        return conn
 
     def _take(self) -> tuple[smtplib.SMTP, bool]:
         with self._lock:
@@ -274,6 +281,21 @@ class SmtpProvider:
             raise RetryLater(
                 f"smtp: exchange failed ({type(exc).__name__})", provider=NAME, code="connection"
             ) from None
+
+    def probe(self, timeout: float) -> Probe:
+        """Connect, EHLO, STARTTLS and log in as configured, NOOP, QUIT: a send's path minus the mail."""
+        where = f"{self._host}:{self._port}"
+        try:
+            conn = self._connect(timeout)
+            try:
+                code, _ = conn.noop()
+            finally:
+                _quietly_close(conn)
+        except (smtplib.SMTPException, OSError) as exc:
+            return Probe.failed(exc, where=where)
+        if code != 250:
+            return Probe(False, f"{where}: NOOP answered {code}")
+        return Probe(True, f"{where} answers EHLO and NOOP")
 
     def close(self) -> None:
         with self._lock:

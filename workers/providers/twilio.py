@@ -1,17 +1,20 @@
-"""Twilio SMS through the official SDK, with an httpx transport that can point at TWILIO_BASE_URL.
+"""Twilio SMS through the official SDK, sending through the shared httpx.Client to TWILIO_BASE_URL.
 
 Pure parts: ``segments`` (GSM-7 or UCS-2 segment count), ``build_create_params`` (the Messages
-create arguments) and ``classify`` (the one error table). ``TwilioProvider`` does the I/O and maps
-every SDK and transport exception onto our errors at this boundary.
+create arguments), ``RedirectingHttpClient.rewrite`` (the request's URL on TWILIO_BASE_URL),
+``sdk_response`` (an httpx reply as the SDK's Response) and ``classify`` (the one error table).
+``TwilioProvider`` does the I/O and maps every SDK and transport exception onto our errors at this
+boundary: errors arrive as the SDK's TwilioRestException and never leave this module.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -20,10 +23,17 @@ from twilio.http import HttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
-from workers.errors import ConfigurationError, GiveUp, MaybeDelivered, ProviderMisconfigured, RetryLater
+from workers.errors import ConfigurationError, GiveUp, ProviderMisconfigured, RetryLater
 from workers.messages import Receipt, SmsMessage
-from workers.providers.direct import environment_names_a_proxy, send_direct
+from workers.providers.base import Probe
+from workers.providers.http import (
+    DEFAULT_MAX_CONNECTIONS,
+    make_client,
+    raise_transport_failure,
+    retry_after_seconds,
+)
 from workers.providers.redact import redact
+from workers.providers.refusals import Rule
 
 NAME = "twilio"
 MAX_BODY = 1600  # https://www.twilio.com/docs/api/errors/21617
@@ -105,70 +115,75 @@ def build_create_params(message: SmsMessage, status_callback: str | None = None)
 
 # --- errors --------------------------------------------------------------------------------------
 
-RETRY, GIVE_UP, MISCONFIGURED = "retry", "give_up", "misconfigured"
-
-
-@dataclass(frozen=True, slots=True)
-class Rule:
-    action: str
-    why: str
-
-
 # The one table of Twilio error codes; sources are https://www.twilio.com/docs/api/errors/<code>.
 ERROR_CODES: Mapping[int, Rule] = {
-    20003: Rule(MISCONFIGURED, "authentication failed: check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN"),
-    20404: Rule(MISCONFIGURED, "resource not found: check TWILIO_ACCOUNT_SID and TWILIO_BASE_URL"),
-    20429: Rule(RETRY, "too many requests"),
-    21211: Rule(GIVE_UP, "the 'To' number is not a valid phone number"),
-    21408: Rule(GIVE_UP, "sending to the destination region is not enabled (geo permissions)"),
-    21602: Rule(GIVE_UP, "the message body is required"),
-    21604: Rule(GIVE_UP, "the 'To' number is required"),
-    21606: Rule(GIVE_UP, "the 'From' number is not a message-capable number of this account"),
-    21610: Rule(GIVE_UP, "the recipient has opted out (STOP)"),
-    21612: Rule(GIVE_UP, "the 'To'/'From' combination cannot be routed"),
-    21614: Rule(GIVE_UP, "the 'To' number is not a valid mobile number"),
-    21617: Rule(GIVE_UP, "the body exceeds 1,600 characters"),
+    20003: Rule(
+        ProviderMisconfigured, "authentication failed: check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN"
+    ),
+    20404: Rule(ProviderMisconfigured, "resource not found: check TWILIO_ACCOUNT_SID and TWILIO_BASE_URL"),
+    20429: Rule(RetryLater, "too many requests"),
+    21211: Rule(GiveUp, "the 'To' number is not a valid phone number"),
+    21408: Rule(GiveUp, "sending to the destination region is not enabled (geo permissions)"),
+    21602: Rule(GiveUp, "the message body is required"),
+    21604: Rule(GiveUp, "the 'To' number is required"),
+    21606: Rule(GiveUp, "the 'From' number is not a message-capable number of this account"),
+    21610: Rule(GiveUp, "the recipient has opted out (STOP)"),
+    21612: Rule(GiveUp, "the 'To'/'From' combination cannot be routed"),
+    21614: Rule(GiveUp, "the 'To' number is not a valid mobile number"),
+    21617: Rule(GiveUp, "the body exceeds 1,600 characters"),
+}
+
+# HTTP statuses of a reply whose Twilio code is not in the table (or that has none).
+HTTP_STATUSES: Mapping[int, Rule] = {
+    401: Rule(ProviderMisconfigured, "HTTP 401: credentials refused"),
+    403: Rule(ProviderMisconfigured, "HTTP 403: credentials refused"),
+    429: Rule(RetryLater, "rate limited (HTTP 429)"),
 }
 
 
 def classify(status: int, code: int | None) -> Rule:
     """What to do about a Twilio error reply with HTTP ``status`` and Twilio ``code``."""
-    if code is not None and code in ERROR_CODES:
-        return ERROR_CODES[code]
-    if status in (401, 403):
-        return Rule(MISCONFIGURED, f"HTTP {status}: credentials refused")
-    if status == 429:
-        return Rule(RETRY, "rate limited (HTTP 429)")
+    rule = (ERROR_CODES.get(code) if code is not None else None) or HTTP_STATUSES.get(status)
+    if rule is not None:
+        return rule
     if status >= 500:
-        return Rule(RETRY, f"server error (HTTP {status})")
+        return Rule(RetryLater, f"server error (HTTP {status})")
     # Unknown codes retry; the retry budget (attempts and age) bounds how often.
-    return Rule(RETRY, f"unclassified Twilio error {code} (HTTP {status})")
+    return Rule(RetryLater, f"unclassified Twilio error {code} (HTTP {status})")
 
 
-def _raise(rule: Rule, *, code: str, detail: str = "", retry_after: float | None = None) -> NoReturn:
-    message = f"twilio: {rule.why}" + (f" ({detail})" if detail else "")
-    if rule.action == RETRY:
-        raise RetryLater(message, provider=NAME, code=code, retry_after=retry_after)
-    if rule.action == MISCONFIGURED:
-        raise ProviderMisconfigured(message, provider=NAME, code=code)
-    raise GiveUp(message, provider=NAME, code=code)
+def twilio_code(exc: TwilioRestException) -> int | None:
+    """The Twilio error code of a refusal: without a JSON body the SDK puts the HTTP status in
+    ``code``, and that is no Twilio code."""
+    return exc.code if isinstance(exc.code, int) and exc.code != int(exc.status) else None
 
 
-# --- transport -----------------------------------------------------------------------------------
+# --- HTTP ----------------------------------------------------------------------------------------
 
 
 class _Transport(TwilioException):  # type: ignore[misc]  # the SDK ships no type hints
-    """A transport failure carried through the SDK to the provider, which maps it."""
+    """A failed HTTP exchange carried through the SDK to the provider, which maps it."""
 
-    def __init__(self, kind: str, name: str) -> None:
-        self.kind = kind
-        self.name = name
-        super().__init__(f"{kind}: {name}")
+    def __init__(self, cause: httpx.HTTPError) -> None:
+        self.cause = cause
+        super().__init__(type(cause).__name__)
 
 
-# The SDK sends a handful of distinct header sets and one auth pair; the caches below stay tiny,
-# and are emptied past this size rather than grow with something unexpected.
-_CACHE_LIMIT = 64
+def sdk_response(response: httpx.Response) -> Response:
+    """The SDK's Response for an httpx reply read in full: status, text and headers.
+
+    Header names come lower-cased and repeated ones joined, as ``dict(response.headers)`` gives them.
+    """
+    return Response(response.status_code, response.text, dict(response.headers.items()))
+
+
+@functools.lru_cache(maxsize=256)
+def rewrite_url(base_url: str, url: str) -> httpx.URL:
+    """``url`` (an SDK URL on api.twilio.com) on ``base_url``: scheme and host replaced, base path
+    prefixed, fragment dropped. Remembered: the SDK asks for the same few URLs again and again, and
+    a URL object passes through httpx.Client without being parsed again."""
+    base, parts = urlsplit(base_url.rstrip("/")), urlsplit(url)
+    return httpx.URL(urlunsplit((base.scheme, base.netloc, base.path + parts.path, parts.query, "")))
 
 
 class RedirectingHttpClient(HttpClient):  # type: ignore[misc]  # the SDK ships no type hints
@@ -176,106 +191,28 @@ class RedirectingHttpClient(HttpClient):  # type: ignore[misc]  # the SDK ships 
 
     Keeps the headers of the last response per thread, so the provider can read Retry-After
     (the SDK's exception does not carry headers). Logs only method and path, never bodies.
-
-    Without a proxy in the environment, a request with auth and no redirects to follow (every
-    request the SDK makes for us) goes straight to the httpx transport: the request is built as
-    ``Client.request`` builds it (same URL, merged headers, form body, Basic auth, timeout), with
-    the rewritten URLs, merged headers and auth header kept from earlier requests, and without the
-    Client's INFO log line per request and its cookie jar (Basic auth authenticates every request,
-    so cookies a server sets are not sent back). Anything else goes through the Client.
     """
 
-    def __init__(self, base_url: str = "https://api.twilio.com", *, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        base_url: str = "https://api.twilio.com",
+        *,
+        timeout: float = 10.0,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    ) -> None:
         super().__init__(log, is_async=False, timeout=timeout)
-        target = urlsplit(base_url.rstrip("/"))
-        self._scheme, self._netloc, self._prefix = target.scheme, target.netloc, target.path
-        options: dict[str, Any] = {"timeout": httpx.Timeout(timeout, connect=min(timeout, 5.0))}
-        limits = httpx.Limits(max_connections=32, max_keepalive_connections=16)
-        self._transport: httpx.HTTPTransport | None = None
-        if environment_names_a_proxy():
-            self._client = httpx.Client(limits=limits, **options)
-        else:
-            # The transport httpx.Client builds for itself when no proxy applies.
-            self._transport = httpx.HTTPTransport(limits=limits)
-            self._client = httpx.Client(transport=self._transport, **options)
-        self._extensions = {"timeout": self._client.timeout.as_dict()}
-        self._urls: dict[str, tuple[str, str]] = {}  # SDK uri -> (rewritten URL, its path)
-        self._parsed: dict[str, httpx.URL] = {}
-        self._headers: dict[tuple[tuple[str, str], ...], httpx.Headers] = {}
-        self._authorizations: dict[tuple[str, str], str] = {}
-        self._encodings: dict[str | None, str | None] = {}
+        self._base_url = base_url
+        self._client = make_client(timeout=timeout, max_connections=max_connections)
         self._local = threading.local()
 
     def rewrite(self, url: str) -> str:
         """``url`` on the configured base: scheme and host replaced, base path prefixed."""
-        parts = urlsplit(url)
-        return urlunsplit((self._scheme, self._netloc, self._prefix + parts.path, parts.query, ""))
+        return str(rewrite_url(self._base_url, url))
 
     @property
     def last_headers(self) -> Mapping[str, str]:
         headers: Mapping[str, str] = getattr(self._local, "headers", {})
         return headers
-
-    def _rewritten(self, uri: str) -> tuple[str, str]:
-        known = self._urls.get(uri)
-        if known is None:
-            if len(self._urls) >= _CACHE_LIMIT:
-                self._urls.clear()
-            url = self.rewrite(uri)
-            known = self._urls[uri] = (url, urlsplit(url).path)
-        return known
-
-    def _merged_headers(self, headers: dict[str, str] | None) -> httpx.Headers:
-        """The client's default headers updated with the SDK's, as ``Client`` merges them."""
-        key = tuple(headers.items()) if headers else ()
-        merged = self._headers.get(key)
-        if merged is None:
-            if len(self._headers) >= _CACHE_LIMIT:
-                self._headers.clear()
-            merged = httpx.Headers(self._client.headers)
-            merged.update(headers)
-            self._headers[key] = merged
-        return merged
-
-    def _authorization(self, auth: tuple[str, str]) -> str:
-        """The Authorization value httpx's Basic auth flow sets for ``auth``."""
-        value = self._authorizations.get(auth)
-        if value is None:
-            if len(self._authorizations) >= _CACHE_LIMIT:
-                self._authorizations.clear()
-            probe = httpx.Request("GET", "http://probe.invalid/")
-            next(httpx.BasicAuth(*auth).auth_flow(probe))
-            value = self._authorizations[auth] = probe.headers["Authorization"]
-        return value
-
-    def _send(
-        self,
-        transport: httpx.HTTPTransport,
-        method: str,
-        url: str,
-        params: dict[str, object] | None,
-        data: dict[str, object] | None,
-        headers: dict[str, str] | None,
-        auth: tuple[str, str],
-        timeout: float | None,
-    ) -> httpx.Response:
-        parsed = self._parsed.get(url)
-        if parsed is None:
-            if len(self._parsed) >= _CACHE_LIMIT:
-                self._parsed.clear()
-            parsed = self._parsed[url] = httpx.URL(url)
-        request = httpx.Request(
-            method,
-            parsed,
-            params=params,  # type: ignore[arg-type]
-            data=data,
-            headers=self._merged_headers(headers),
-            extensions=(
-                self._extensions if timeout is None else {"timeout": httpx.Timeout(timeout).as_dict()}
-            ),
-        )
-        request.headers["Authorization"] = self._authorization(auth)
-        return send_direct(transport, request)
 
     def request(
         self,
@@ -289,66 +226,27 @@ class RedirectingHttpClient(HttpClient):  # type: ignore[misc]  # the SDK ships 
         allow_redirects: bool = False,
     ) -> Response:
         self._local.headers = {}
-        url, path = self._rewritten(uri)
-        log.debug("twilio %s %s", method.upper(), path)
+        url = rewrite_url(self._base_url, uri)
+        log.debug("twilio %s %s", method.upper(), url.path)
         try:
-            # A closed client refuses to send (RuntimeError): the Client path says so as before.
-            if (
-                self._transport is not None
-                and auth is not None
-                and not allow_redirects
-                and not self._client.is_closed
-            ):
-                response = self._send(
-                    self._transport, method.upper(), url, params, data, headers, auth, timeout
-                )
-            else:
-                response = self._client.request(
-                    method.upper(),
-                    url,
-                    params=params,  # type: ignore[arg-type]
-                    data=data,
-                    headers=headers,
-                    auth=auth,
-                    timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
-                    follow_redirects=allow_redirects,
-                )
-        except (httpx.ReadTimeout, httpx.WriteTimeout) as exc:
-            raise _Transport("maybe-delivered", type(exc).__name__) from None
-        except httpx.TimeoutException as exc:
-            raise _Transport("timeout", type(exc).__name__) from None
+            response = self._client.request(
+                method.upper(),
+                url,
+                params=params,  # type: ignore[arg-type]
+                data=data,
+                headers=headers,
+                auth=auth,
+                timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+                follow_redirects=allow_redirects,
+            )
         except httpx.HTTPError as exc:
-            raise _Transport("connection", type(exc).__name__) from None
-        # One pass over the headers (what dict(response.headers) gives, lower-cased names and
-        # repeated ones joined), shared by Retry-After and the SDK, which copies them again.
-        received = dict(response.headers.items())
-        self._local.headers = received
-        return Response(response.status_code, self._text(response, received.get("content-type")), received)
-
-    def _text(self, response: httpx.Response, content_type: str | None) -> str:
-        """``response.text``, with the charset httpx chose for this Content-Type before reused
-        (it depends on nothing else here) instead of parsing the same header on every reply."""
-        encoding = self._encodings.get(content_type)
-        if encoding is None:
-            if len(self._encodings) >= _CACHE_LIMIT:
-                self._encodings.clear()
-            self._encodings[content_type] = response.encoding
-        else:
-            response.encoding = encoding
-        return response.text
+            raise _Transport(exc) from None
+        received = sdk_response(response)
+        self._local.headers = received.headers
+        return received
 
     def close(self) -> None:
         self._client.close()
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    for name, value in headers.items():
-        if name.lower() == "retry-after":
-            try:
-                return max(float(value.strip()), 0.0)
-            except ValueError:
-                return None
-    return None
 
 
 class TwilioProvider:
@@ -364,13 +262,15 @@ class TwilioProvider:
         base_url: str = "https://api.twilio.com",
         timeout: float = 10.0,
         status_callback: str | None = None,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
         self._status_callback = status_callback
         if not account_sid or not auth_token:
             raise ConfigurationError(
                 "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN must be set when twilio is the SMS provider"
             )
-        self._http = RedirectingHttpClient(base_url, timeout=timeout)
+        self._account_sid = account_sid
+        self._http = RedirectingHttpClient(base_url, timeout=timeout, max_connections=max_connections)
         self._client = Client(account_sid, auth_token, http_client=self._http)
 
     def __repr__(self) -> str:
@@ -379,39 +279,31 @@ class TwilioProvider:
     def send_sms(self, message: SmsMessage) -> Receipt:
         length = utf16_length(message.body)
         if length > MAX_BODY:
-            _raise(ERROR_CODES[21617], code="21617", detail=f"{length} UTF-16 units, refused before sending")
+            ERROR_CODES[21617].raise_for(
+                NAME, code="21617", detail=f"{length} UTF-16 units, refused before sending"
+            )
         counted = segments(message.body)
         try:
             created: Any = self._client.messages.create(**build_create_params(message, self._status_callback))
         except _Transport as exc:
-            if exc.kind == "maybe-delivered":
-                # Twilio may have queued the message without our hearing the SID.
-                raise MaybeDelivered(
-                    f"twilio: no answer in time ({exc.name})", provider=NAME, code="timeout"
-                ) from None
-            raise RetryLater(f"twilio: {exc.kind} ({exc.name})", provider=NAME, code=exc.kind) from None
+            raise_transport_failure(NAME, exc.cause)
         except TwilioRestException as exc:
-            status = int(exc.status)
-            # Without a JSON body the SDK puts the HTTP status in ``code``: that is no Twilio code.
-            code = exc.code if isinstance(exc.code, int) and exc.code != status else None
-            rule = classify(status, code)
+            status, code = int(exc.status), twilio_code(exc)
             log.warning(
                 "twilio refused notification %s: code %s, HTTP %s", message.notification_id, code, status
             )
-            _raise(
-                rule,
+            classify(status, code).raise_for(
+                NAME,
                 code=str(code if code is not None else f"http-{status}"),
                 detail=redact(str(exc.msg)),
-                retry_after=_retry_after(self._http.last_headers),
+                retry_after=retry_after_seconds(self._http.last_headers),
             )
         except TwilioServiceException as exc:
-            status = int(exc.status)
-            rule = classify(status, int(exc.code))
-            _raise(
-                rule,
+            classify(int(exc.status), int(exc.code)).raise_for(
+                NAME,
                 code=str(exc.code),
                 detail=redact(str(exc.title)),
-                retry_after=_retry_after(self._http.last_headers),
+                retry_after=retry_after_seconds(self._http.last_headers),
             )
         except (TwilioException, ValueError, KeyError) as exc:
             # A reply the SDK could not parse: treat as transient, the budget bounds it.
@@ -425,6 +317,19 @@ class TwilioProvider:
             provider_message_id=str(sid) if sid else None,
             detail={"segments": counted.count, "encoding": counted.encoding},
         )
+
+    def probe(self, timeout: float) -> Probe:
+        """Fetch the account resource: reachable and the credentials accepted, without sending anything."""
+        account = f"https://api.twilio.com/2010-04-01/Accounts/{self._account_sid}.json"
+        try:
+            response = self._client.request("GET", account, timeout=timeout)
+        except _Transport as exc:
+            return Probe.failed(exc.cause)
+        if response.status_code == 200:
+            return Probe(True, "reachable, credentials accepted")
+        if response.status_code == 401:
+            return Probe(False, "credentials refused (HTTP 401)")
+        return Probe(False, f"unexpected answer, HTTP {response.status_code}")
 
     def close(self) -> None:
         self._http.close()
