@@ -114,41 +114,27 @@ def check_parked(settings: Settings) -> list[Check]:
     the ledger is what every worker process shares, so it is what tells. An unreachable database
     is the database check's to report.
     """
-    from sqlalchemy import func, select
-
-    from workers.ledger import make_engine
-    from workers.ledger.models import Notification
-    from workers.messages import Status
+    from workers.ledger import make_engine, parked_providers
     from workers.providers.redact import redact
 
-    n = Notification
     try:
         engine = make_engine(settings.resolved_database_url)
     except Exception:
         return []
     try:
-        with engine.connect() as conn:
-            parked = conn.execute(
-                select(n.provider, func.count(), func.max(n.error))
-                # A parked row is claimed again at each turn: `sending` for that moment, error kept.
-                .where(
-                    n.status.in_([Status.RETRYING.value, Status.SENDING.value]),
-                    n.error.like("ProviderMisconfigured%"),
-                )
-                .group_by(n.provider)
-                .order_by(n.provider)
-            ).all()
+        parked = parked_providers(engine)
     except Exception:
         return []
     finally:
         engine.dispose()
     return [
         Check(
-            f"provider {provider or '?'}",
+            f"provider {item.provider or '?'}",
             False,
-            f"misconfigured, {count} notification(s) parked until it is fixed: {redact(error or '')}",
+            f"misconfigured, {item.count} notification(s) parked until it is fixed: "
+            f"{redact(item.error or '')}",
         )
-        for provider, count, error in parked
+        for item in parked
     ]
 
 

@@ -12,9 +12,11 @@ from workers.ledger.queries import (
     ListFilter,
     NotificationView,
     Page,
+    ParkedProvider,
     count_by_status,
     get_notification,
     list_notifications,
+    parked_providers,
 )
 from workers.ledger.receipts import ReceiptBook
 from workers.ledger.states import FAILED_STATES, DiscardResult, ResendResult, explain_resend
@@ -40,6 +42,7 @@ __all__ = [
     "NotificationView",
     "Page",
     "PageTokens",
+    "ParkedProvider",
     "Reason",
     "ReceiptBook",
     "ResendResult",
@@ -51,4 +54,5 @@ __all__ = [
     "list_notifications",
     "load_key",
     "make_engine",
+    "parked_providers",
 ]

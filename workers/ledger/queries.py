@@ -9,9 +9,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, literal, select, tuple_
+from sqlalchemy import Engine, func, literal, select, tuple_
 
 from workers.errors import NotifyError
+from workers.ledger import states
 from workers.ledger.models import Attempt, Notification
 from workers.ledger.tokens import BadPageToken, Cursor, PageTokens
 from workers.messages import Status
@@ -266,3 +267,32 @@ def count_by_status(engine: Engine) -> dict[str, int]:
     with engine.connect() as conn:
         rows = conn.execute(select(Notification.status, func.count()).group_by(Notification.status)).all()
     return {status: int(count) for status, count in rows}
+
+
+# The error a parked row keeps starts with the class name the dispatcher records for it.
+PARKED_ERROR_PREFIX = "ProviderMisconfigured"
+
+
+@dataclass(frozen=True, slots=True)
+class ParkedProvider:
+    """A provider whose refusal of our key or account holds notifications until it is fixed."""
+
+    provider: str | None
+    count: int
+    error: str | None  # the latest such error, as the ledger keeps it (already without secrets)
+
+
+def parked_providers(engine: Engine) -> list[ParkedProvider]:
+    """Per provider, the rows parked by a misconfiguration (see ``Dispatcher._park``), by name."""
+    n = Notification
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(n.provider, func.count(), func.max(n.error))
+            .where(
+                n.status.in_(sorted(s.value for s in states.PARKED)),
+                n.error.like(f"{PARKED_ERROR_PREFIX}%"),
+            )
+            .group_by(n.provider)
+            .order_by(n.provider)
+        ).all()
+    return [ParkedProvider(provider, int(count), error) for provider, count, error in rows]

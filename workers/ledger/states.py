@@ -65,6 +65,9 @@ def outcome_sources(target: Status) -> frozenset[Status]:
 AWAITING_TASK: frozenset[Status] = CLAIMABLE - {S.RETRYING}
 # On its way: a resend would start a second cycle beside the running one.
 IN_FLIGHT: frozenset[Status] = CLAIMABLE | {S.SENDING}
+# Where a provider that refused our key or account parks its rows: `retrying`, and `sending` for the
+# moment each turn claims one again (its error is kept), so `notify health` counts both.
+PARKED: frozenset[Status] = frozenset({S.RETRYING, S.SENDING})
 # Refused or given up for good: the deliver task fails in Flower, and `failed resend --all` takes them.
 GAVE_UP: frozenset[Status] = frozenset({S.FAILED, S.DEAD})
 # What `notify failed list` shows: every row that waits for an operator.
