@@ -205,6 +205,8 @@ class Settings(BaseSettings):
                 self.mandrill_api_key,
                 self.smtp_password,
                 self.twilio_auth_token,
+                self.mandrill_webhook_key,
+                self.suppression_key,
             )
         ]
         for name in URL_FIELDS:
