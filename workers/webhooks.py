@@ -258,7 +258,7 @@ def create_app(
             receipts=len(receipts),
             changes=len(changes),
             skipped=skipped,
-            provider_message_ids=[receipt.provider_message_id for receipt in receipts[:20]],
+            provider_message_ids=sorted({receipt.provider_message_id for receipt in receipts})[:20],
         )
         body = {"receipts": len(receipts), "changes": len(changes), "skipped": sum(skipped.values())}
         return JSONResponse(body, headers={"X-Request-Id": request_id})

@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from pydantic import SecretStr
 
-from tests.webhooks.helpers import MANDRILL_KEY, PUBLIC_URL, SUPPRESSION_KEY, TWILIO_TOKEN, AsgiClient
+from tests.webhooks.helpers import AsgiClient, receiver_config
 from workers.webhooks import MemorySink, ReceiverConfig, create_app
 
 
 @pytest.fixture
 def config() -> ReceiverConfig:
-    return ReceiverConfig(
-        public_url=PUBLIC_URL,
-        suppression_key=SUPPRESSION_KEY,
-        mandrill_webhook_key=SecretStr(MANDRILL_KEY),
-        twilio_auth_token=SecretStr(TWILIO_TOKEN),
-    )
+    return receiver_config()
 
 
 @pytest.fixture

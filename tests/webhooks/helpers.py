@@ -8,10 +8,12 @@ from typing import Any
 
 import anyio
 import httpx
+from pydantic import SecretStr
 from starlette.types import ASGIApp
 from twilio.request_validator import RequestValidator
 
 from workers.providers import mandrill_webhooks
+from workers.webhooks import ReceiverConfig
 
 PUBLIC_URL = "https://hooks.example.com"
 MANDRILL_KEY = "whk-test-key-0123"
@@ -20,6 +22,15 @@ SUPPRESSION_KEY = b"suppression-test-key-0123456789"
 MESSAGE_ID = "0123456789abcdef0123456789abcdef"
 MESSAGE_SID = "SM" + "ab" * 16
 TS = 1_760_000_000
+
+
+def receiver_config() -> ReceiverConfig:
+    return ReceiverConfig(
+        public_url=PUBLIC_URL,
+        suppression_key=SUPPRESSION_KEY,
+        mandrill_webhook_key=SecretStr(MANDRILL_KEY),
+        twilio_auth_token=SecretStr(TWILIO_TOKEN),
+    )
 
 
 def mandrill_event(

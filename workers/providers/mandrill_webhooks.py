@@ -50,8 +50,8 @@ SIGNATURE_HEADER = "X-Mandrill-Signature"
 MAX_EVENTS = 1000  # Mandrill's documented batch limit
 
 # Mandrill ids are 32 hex digits; allow a little more, never anything that breaks a log line or a key.
-_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-_TOKEN = re.compile(r"^[a-z0-9_-]{1,64}$")  # bounce_description, reject reasons
+_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_TOKEN = re.compile(r"[a-z0-9_-]{1,64}")  # bounce_description, reject reasons
 _MAX_ADDRESS = 254
 # A unix time from 2000 to 2100: anything else is not a time Mandrill sends.
 _TS_MIN, _TS_MAX = 946_684_800, 4_102_444_800
@@ -149,10 +149,10 @@ def _parse_one(event: Any, key: bytes) -> DeliveryReceipt | SuppressionChange:
     if not isinstance(msg, dict):
         raise _Skip("no msg")
     message_id = msg.get("_id")
-    if not isinstance(message_id, str) or not _ID.match(message_id):
+    if not isinstance(message_id, str) or not _ID.fullmatch(message_id):
         raise _Skip("bad message id")
     event_id = event.get("_id", message_id)
-    if not isinstance(event_id, str) or not _ID.match(event_id):
+    if not isinstance(event_id, str) or not _ID.fullmatch(event_id):
         raise _Skip("bad event id")
     error_code: str | None = None
     suppress = _SUPPRESS.get(kind)
@@ -215,7 +215,7 @@ def _time(value: Any) -> datetime:
 
 
 def _token(value: Any) -> str | None:
-    return value if isinstance(value, str) and _TOKEN.match(value) else None
+    return value if isinstance(value, str) and _TOKEN.fullmatch(value) else None
 
 
 def _reject_reason(msg: Mapping[str, Any]) -> str | None:

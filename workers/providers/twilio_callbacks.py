@@ -35,9 +35,9 @@ from workers.receipts import DeliveryReceipt, ReceiptEffect, SuppressionReason, 
 PROVIDER = "twilio"
 SIGNATURE_HEADER = "X-Twilio-Signature"
 
-_SID = re.compile(r"^(SM|MM|RM)[0-9a-fA-F]{32}$")
-_STATUS = re.compile(r"^[a-z_]{1,32}$")
-_CODE = re.compile(r"^[0-9]{1,6}$")
+_SID = re.compile(r"(SM|MM|RM)[0-9a-fA-F]{32}")
+_STATUS = re.compile(r"[a-z_]{1,32}")
+_CODE = re.compile(r"[0-9]{1,6}")
 _MAX_NUMBER = 32
 
 # A status word not in the list above is kept as a receipt that moves nothing: Twilio adds statuses.
@@ -80,13 +80,13 @@ def signature_valid(auth_token: str, url: str, params: Any, given: str | None) -
 def parse_callback(form: Mapping[str, str], key: bytes, received_at: datetime) -> DeliveryReceipt:
     """One status callback as a receipt; ``received_at`` stands in when the carrier gave no time."""
     sid = _field(form, "MessageSid")
-    if not _SID.match(sid):
+    if not _SID.fullmatch(sid):
         raise InvalidWebhook("MessageSid", "is not a message SID")
     status = _field(form, "MessageStatus")
-    if not _STATUS.match(status):
+    if not _STATUS.fullmatch(status):
         raise InvalidWebhook("MessageStatus", "is not a status word")
     code = form.get("ErrorCode") or None
-    if code is not None and not _CODE.match(code):
+    if code is not None and not _CODE.fullmatch(code):
         raise InvalidWebhook("ErrorCode", "is not a number")
     effect = ReceiptEffect.NONE
     suppress: SuppressionReason | None = None
