@@ -20,6 +20,7 @@ address or number).
 
 from __future__ import annotations
 
+import signal
 import socket
 import threading
 import uuid
@@ -358,4 +359,13 @@ def serve(config: ReceiverConfig, sink: ReceiptSink, sock: socket.socket) -> Non
         )
     )
     log.info("webhooks.listening", address="{}:{}".format(*sock.getsockname()[:2]))
-    server.run(sockets=[sock])
+    # uvicorn handles SIGTERM/SIGINT while it serves (finishing requests in flight), then raises the
+    # signal again under the handlers it found. Quiet ones here make that a plain return: exit 0,
+    # the sink closed, no KeyboardInterrupt traceback.
+    previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        server.run(sockets=[sock])
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    log.info("webhooks.stopped")
