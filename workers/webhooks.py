@@ -72,7 +72,7 @@ class MemorySink:
     """Keeps what it is given, in order, in this process: for tests and the benchmark.
 
     ``keep=False`` only counts (a benchmark of millions of receipts). ``unavailable`` makes every
-    ``put`` fail as a broker outage would.
+    ``put`` fail as a broker outage would; ``fail_next(n)`` only the next ``n``.
     """
 
     def __init__(self, *, keep: bool = True) -> None:
@@ -82,9 +82,17 @@ class MemorySink:
         self.receipt_count = 0
         self.change_count = 0
         self.unavailable = False
+        self._failures = 0
+
+    def fail_next(self, count: int) -> None:
+        with self._lock:
+            self._failures = count
 
     def put(self, receipts: Sequence[DeliveryReceipt], changes: Sequence[SuppressionChange]) -> None:
-        if self.unavailable:
+        with self._lock:
+            failing = self.unavailable or self._failures > 0
+            self._failures = max(self._failures - 1, 0)
+        if failing:
             raise HandOffFailed("the in-memory sink is switched to unavailable")
         with self._lock:
             self.receipt_count += len(receipts)
