@@ -68,7 +68,7 @@ def test_mandrill_posts_batched_signed_events_per_outcome(receiver: Receiver) ->
     with MandrillServer() as server:
         assert isinstance(server, MandrillServer)
         server.configure_webhooks(
-            receiver.public_url + "/webhooks/mandrill", MANDRILL_KEY, batch_interval=0.2
+            receiver.public_url + "/webhooks/mandrill", MANDRILL_KEY, batch_interval=1.0
         )
         for email, outcome in outcomes.items():
             server.set_outcome(email, outcome)
