@@ -514,6 +514,28 @@ def cmd_health(settings: Settings, args: argparse.Namespace, extra: list[str]) -
     return 0 if ok else 1
 
 
+# -- webhooks -----------------------------------------------------------------------------------
+
+
+def cmd_webhooks(settings: Settings, args: argparse.Namespace, extra: list[str]) -> int:
+    """The webhook receiver; a setting that cannot work ends the start in one line (exit 2)."""
+    from workers import logs, webhooks
+    from workers.ledger.keys import SUPPRESSION_KEY, load_key
+
+    logs.configure(level=settings.log_level, fmt=settings.log_format, secrets=settings.secret_values())
+    key = load_key(SUPPRESSION_KEY, settings.suppression_key.get_secret_value(), settings.state_dir)
+    config = webhooks.config_from(settings, key)
+    sock = webhooks.listen(args.host or settings.webhooks_host, args.port or settings.webhooks_port)
+    from workers.celery_app import app
+
+    sink = webhooks.CelerySink(app)
+    try:
+        webhooks.serve(config, sink, sock)
+    finally:
+        sink.close()
+    return 0
+
+
 # -- flower -------------------------------------------------------------------------------------
 
 
@@ -702,6 +724,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-providers", action="store_true", help="broker and database only (for container liveness)"
     )
     health.set_defaults(func=cmd_health, unreadable_settings=_health_without_settings)
+    webhooks = sub.add_parser("webhooks", help="receive Mandrill and Twilio webhooks (delivery receipts)")
+    webhooks.add_argument("--host", help="bind address (default NOTIFY_WEBHOOKS_HOST, 127.0.0.1)")
+    webhooks.add_argument("--port", type=int, help="port (default NOTIFY_WEBHOOKS_PORT, 8025)")
+    webhooks.set_defaults(func=cmd_webhooks)
     flower = sub.add_parser("flower", help="Flower with basic auth from NOTIFY_FLOWER_USER/PASSWORD")
     flower.add_argument("--address", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     flower.add_argument("--port", type=int, default=5555)

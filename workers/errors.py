@@ -30,6 +30,18 @@ class InvalidEvent(NotifyError):
         super().__init__(f"{field}: {reason}" if field else reason)
 
 
+class InvalidWebhook(NotifyError):
+    """Answer the webhook 400: its body is not in that provider's format (``where`` names the part).
+
+    Never raised for a bad signature (that is a 403, decided before the body is read as events).
+    """
+
+    def __init__(self, where: str, problem: str) -> None:
+        self.where = where
+        self.problem = problem
+        super().__init__(f"{where}: {problem}")
+
+
 class NotOurEvent(NotifyError):
     """Ignore the message: a well-formed event of a type this worker does not handle."""
 

@@ -209,6 +209,7 @@ class Settings(BaseSettings):
                 self.mandrill_api_key,
                 self.smtp_password,
                 self.twilio_auth_token,
+                self.mandrill_webhook_key,
                 self.suppression_key,
             )
         ]

@@ -5,19 +5,31 @@ program: ``python -m workers.testing.mandrill_server --port 8025 --key test-key`
 
 Like the real API it answers errors with HTTP 500 and ``{"status": "error", "code", "name",
 "message"}``, and a 200 with one result per recipient (``sent``, ``queued``, ``rejected`` ...).
+
+With ``configure_webhooks(url, key)`` it also behaves like Mandrill's webhooks: after each send it
+posts the message's events (``send``, then what ``set_outcome`` chose for that recipient:
+delivered, hard_bounce, soft_bounce then delivered, spam, reject), batched as Mandrill does (the
+form field ``mandrill_events``, a JSON array of at most 1,000 events) and signed with
+``X-Mandrill-Signature`` over the URL as registered.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
+import threading
+import time
 import uuid
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
+from workers.providers.mandrill_webhooks import EVENTS_FIELD, MAX_EVENTS, SIGNATURE_HEADER, signature
 from workers.testing.http_base import LocalHttpServer, Reply, Request
 from workers.testing.program import serve_until_stopped
+from workers.testing.webhook_poster import WebhookPoster
 
 API_PREFIX = "/api/1.0/"
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -29,6 +41,26 @@ ERROR_CODES = {
     "ServiceUnavailable": -1,
     "PaymentRequired": -1,
 }
+
+
+class Outcome(StrEnum):
+    """What happens to a message after Mandrill accepted it, as its webhooks will tell."""
+
+    DELIVERED = "delivered"
+    HARD_BOUNCE = "hard_bounce"
+    SOFT_BOUNCE_THEN_DELIVERED = "soft_bounce_then_delivered"
+    SPAM = "spam"  # delivered, then the recipient marks it as spam
+    REJECT = "reject"  # refused at send time ("rejected" in the answer), and a reject event
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookTarget:
+    """Where the events go and how they are signed (``signed_url``: the URL as registered)."""
+
+    url: str
+    key: str
+    signed_url: str
+    batch_interval: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +108,11 @@ class MandrillServer(LocalHttpServer):
         # None: every template name exists; otherwise only these (others are Unknown_Template).
         self.templates = frozenset(templates) if templates is not None else None
         self._denylist: dict[str, str] = {}
+        self._outcomes: dict[str, tuple[Outcome, str]] = {}
+        self._webhook: WebhookTarget | None = None
+        self._events: list[dict[str, Any]] = []
+        self._flush_timer: threading.Timer | None = None
+        self._poster: WebhookPoster | None = None
 
     @property
     def api_url(self) -> str:
@@ -94,6 +131,118 @@ class MandrillServer(LocalHttpServer):
         super().reset()
         with self._lock:
             self._denylist.clear()
+            self._outcomes.clear()
+            self._events.clear()
+
+    # --- webhooks ------------------------------------------------------------------------------
+
+    def configure_webhooks(
+        self, url: str, key: str, *, signed_url: str | None = None, batch_interval: float = 0.05
+    ) -> None:
+        """Post events to ``url`` signed with ``key`` over ``signed_url`` (default ``url``).
+
+        ``batch_interval``: events gathered this long go out as one batch (Mandrill: about a minute).
+        """
+        with self._lock:
+            self._webhook = WebhookTarget(url, key, signed_url or url, batch_interval)
+            if self._poster is None:
+                self._poster = WebhookPoster()
+
+    def set_outcome(self, email: str, outcome: Outcome | str, *, reject_reason: str = "hard-bounce") -> None:
+        """What sends to ``email`` lead to (default delivered); ``reject_reason`` for REJECT."""
+        with self._lock:
+            self._outcomes[email.lower()] = (Outcome(outcome), reject_reason)
+
+    @property
+    def webhook_posts(self) -> list[Any]:
+        """Every webhook POST as it ended (``Posted``: form, last status, attempts)."""
+        return self._poster.posted if self._poster is not None else []
+
+    def wait_webhooks(self, timeout: float = 30.0) -> bool:
+        """Whether every event gathered so far has been posted (answered or given up) in time."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                waiting = bool(self._events) or self._flush_timer is not None
+            if not waiting:
+                break
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return self._poster is None or self._poster.wait_idle(max(deadline - time.monotonic(), 0.0))
+
+    def stop(self) -> None:
+        with self._lock:
+            timer, self._flush_timer = self._flush_timer, None
+        if timer is not None:
+            timer.cancel()
+        super().stop()
+        if self._poster is not None:
+            self._poster.close()
+            self._poster = None
+
+    def _events_for(self, message_id: str, message: Mapping[str, Any], email: str) -> list[dict[str, Any]]:
+        outcome, reason = self._outcomes.get(email.lower(), (Outcome.DELIVERED, ""))
+        now = int(time.time())
+        msg = {
+            "_id": message_id,
+            "ts": now,
+            "email": email,
+            "sender": message.get("from_email"),
+            "subject": message.get("subject"),
+            "tags": list(message.get("tags") or []),
+            "metadata": dict(message.get("metadata") or {}),
+            "state": "sent",
+        }
+
+        def event(kind: str, offset: int, **fields: Any) -> dict[str, Any]:
+            return {"event": kind, "_id": message_id, "ts": now + offset, "msg": {**msg, **fields}}
+
+        if outcome is Outcome.REJECT:
+            return [event("reject", 0, state="rejected", reject={"reason": reason})]
+        events = [event("send", 0)]
+        if outcome is Outcome.HARD_BOUNCE:
+            events.append(
+                event(
+                    "hard_bounce",
+                    1,
+                    state="bounced",
+                    bounce_description="bad_mailbox",
+                    diag="smtp;550 5.1.1 The email account that you tried to reach does not exist.",
+                )
+            )
+        elif outcome is Outcome.SOFT_BOUNCE_THEN_DELIVERED:
+            events.append(event("soft_bounce", 1, state="soft-bounced", bounce_description="mailbox_full"))
+            events.append(event("delivered", 2, state="delivered"))
+        else:
+            events.append(event("delivered", 1, state="delivered"))
+            if outcome is Outcome.SPAM:
+                events.append(event("spam", 2, state="spam"))
+        return events
+
+    def _gather(self, events: list[dict[str, Any]]) -> None:
+        with self._lock:
+            target = self._webhook
+            if target is None or not events:
+                return
+            self._events.extend(events)
+            if self._flush_timer is None:
+                self._flush_timer = threading.Timer(target.batch_interval, self._flush)
+                self._flush_timer.daemon = True
+                self._flush_timer.start()
+
+    def _flush(self) -> None:
+        with self._lock:
+            events, self._events = self._events, []
+            self._flush_timer = None
+            target, poster = self._webhook, self._poster
+        if target is None or poster is None:
+            return
+        for start in range(0, len(events), MAX_EVENTS):
+            body = json.dumps(events[start : start + MAX_EVENTS])
+            form = [(EVENTS_FIELD, body)]
+            headers = {SIGNATURE_HEADER: signature(target.key.encode(), target.signed_url, form)}
+            poster.post(target.url, form, headers)
 
     # --- protocol ------------------------------------------------------------------------------
 
@@ -174,10 +323,14 @@ class MandrillServer(LocalHttpServer):
             return self.error_reply(429, fault.retry_after), False
         results = []
         accepted = False
+        events: list[dict[str, Any]] = []
         for recipient in payload["message"]["to"]:
             email = recipient["email"]
             with self._lock:
                 denied = self._denylist.get(email.lower())
+                outcome = self._outcomes.get(email.lower())
+            if outcome is not None and outcome[0] is Outcome.REJECT:
+                denied = outcome[1]
             result: dict[str, Any] = {"email": email, "_id": uuid.uuid4().hex}
             if isinstance(fault, Reject) or denied:
                 result.update(
@@ -189,7 +342,10 @@ class MandrillServer(LocalHttpServer):
             else:
                 result.update(status="sent", reject_reason=None)
                 accepted = True
+            if result["status"] != "rejected" or outcome is not None:
+                events.extend(self._events_for(result["_id"], payload["message"], email))
             results.append(result)
+        self._gather(events)
         return Reply.of_json(200, results), accepted
 
     def _ping(self, request: Request, method: str) -> Reply:

@@ -7,6 +7,13 @@ Checks what the real endpoint checks first: Basic auth ``sid:token`` (20003), th
 ``To`` (21604 missing, 21211 not E.164), ``From`` or ``MessagingServiceSid`` (21603), ``Body``
 (21602 missing, 21617 over 1,600 characters); errors use Twilio's JSON
 ``{"code", "message", "more_info", "status"}``.
+
+A message created with a ``StatusCallback`` URL gets Twilio's status callbacks there: ``queued``,
+``sent``, then ``delivered`` or what ``set_callback_outcome`` chose for the number (``undelivered``
+or ``failed`` with an ``ErrorCode``), each a form POST signed with ``X-Twilio-Signature`` (the
+SDK's own algorithm, keyed by the auth token). ``configure_callbacks`` switches on duplicates
+(every callback twice), reordering (the final status first) and a delay before each message's
+callbacks.
 """
 
 from __future__ import annotations
@@ -18,11 +25,15 @@ import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from email.utils import formatdate
 from typing import Any
 
+from twilio.request_validator import RequestValidator
+
 from workers.testing.http_base import LocalHttpServer, Reply, Request
 from workers.testing.program import serve_until_stopped
+from workers.testing.webhook_poster import WebhookPoster
 
 DEFAULT_SID = "AC" + "0" * 32
 E164 = re.compile(r"^\+[1-9]\d{1,14}$")
@@ -53,6 +64,23 @@ class TwilioError:
     retry_after: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class CallbackOutcome:
+    """The final status callback for a number: ``delivered``, or ``undelivered``/``failed`` with a code."""
+
+    status: str = "delivered"
+    error_code: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackSwitches:
+    """How callbacks misbehave: each sent twice, the final one first, or held back ``delay`` seconds."""
+
+    duplicates: bool = False
+    reorder: bool = False
+    delay: float = 0.0
+
+
 def _utf16_length(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
@@ -72,6 +100,9 @@ class TwilioServer(LocalHttpServer):
         self.account_sid = account_sid
         self.auth_token = auth_token
         self._refusals: dict[str, int] = {}
+        self._callback_outcomes: dict[str, CallbackOutcome] = {}
+        self._switches = CallbackSwitches()
+        self._poster: WebhookPoster | None = None
 
     @property
     def base_url(self) -> str:
@@ -86,6 +117,70 @@ class TwilioServer(LocalHttpServer):
         super().reset()
         with self._lock:
             self._refusals.clear()
+            self._callback_outcomes.clear()
+            self._switches = CallbackSwitches()
+
+    # --- status callbacks ----------------------------------------------------------------------
+
+    def set_callback_outcome(
+        self, number: str, status: str = "delivered", error_code: int | None = None
+    ) -> None:
+        """The final callback for messages to ``number``: e.g. ``("undelivered", 30005)``."""
+        with self._lock:
+            self._callback_outcomes[number] = CallbackOutcome(status, error_code)
+
+    def configure_callbacks(
+        self, *, duplicates: bool = False, reorder: bool = False, delay: float = 0.0
+    ) -> None:
+        with self._lock:
+            self._switches = CallbackSwitches(duplicates, reorder, delay)
+
+    @property
+    def callback_posts(self) -> list[Any]:
+        """Every status callback POST as it ended (``Posted``: form, last status, attempts)."""
+        return self._poster.posted if self._poster is not None else []
+
+    def wait_callbacks(self, timeout: float = 30.0) -> bool:
+        """Whether every status callback queued so far has been posted (or given up) in time."""
+        return self._poster is None or self._poster.wait_idle(timeout)
+
+    def stop(self) -> None:
+        super().stop()
+        if self._poster is not None:
+            self._poster.close()
+            self._poster = None
+
+    def _queue_callbacks(self, url: str, resource: Mapping[str, Any]) -> None:
+        with self._lock:
+            outcome = self._callback_outcomes.get(str(resource["to"]), CallbackOutcome())
+            switches = self._switches
+            if self._poster is None:
+                self._poster = WebhookPoster()
+            poster = self._poster
+        common = {
+            "AccountSid": str(resource["account_sid"]),
+            "ApiVersion": "2010-04-01",
+            "MessageSid": str(resource["sid"]),
+            "SmsSid": str(resource["sid"]),
+            "To": str(resource["to"]),
+            "From": str(resource["from"] or ""),
+        }
+        forms: list[dict[str, str]] = []
+        for status in ("queued", "sent", outcome.status):
+            form = {**common, "MessageStatus": status, "SmsStatus": status}
+            if status == outcome.status and outcome.error_code is not None:
+                form["ErrorCode"] = str(outcome.error_code)
+            if status in ("delivered", "undelivered"):
+                form["RawDlrDoneDate"] = datetime.now(UTC).strftime("%y%m%d%H%M")
+            forms.append(form)
+        if switches.reorder:
+            forms.reverse()
+        if switches.duplicates:
+            forms = [form for form in forms for _ in range(2)]
+        validator = RequestValidator(self.auth_token)
+        for index, form in enumerate(forms):
+            headers = {"X-Twilio-Signature": validator.compute_signature(url, form)}
+            poster.post(url, list(form.items()), headers, delay=switches.delay if index == 0 else 0.0)
 
     # --- protocol ------------------------------------------------------------------------------
 
@@ -195,6 +290,9 @@ class TwilioServer(LocalHttpServer):
             "uri": f"/2010-04-01/Accounts/{sid}/Messages/{message_sid}.json",
             "subresource_uris": {"media": f"/2010-04-01/Accounts/{sid}/Messages/{message_sid}/Media.json"},
         }
+        callback = form.get("StatusCallback", "")
+        if callback.startswith(("http://", "https://")):
+            self._queue_callbacks(callback, resource)
         return Reply.of_json(201, resource), True
 
 

@@ -1,0 +1,23 @@
+"""bench/webhooks.py finishes in quick mode and prints its figures; no timing is asserted."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+
+def test_webhooks_bench_prints_receipts_per_second() -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "webhooks.py"), "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "receipts stored: 4000/4000; refused requests: 0" in done.stdout
+    assert "receipts/s:" in done.stdout and "p95" in done.stdout
