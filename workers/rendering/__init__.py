@@ -27,7 +27,7 @@ from workers.rendering.store import TemplateStore
 
 
 def default_templates_dir() -> Path:
-    """The templates shipped in the package: ``workers/templates`` (the top-level ``templates/`` links there)."""
+    """The shipped templates: ``workers/templates`` (the top-level ``templates/`` links there)."""
     # A plain or editable install keeps the package on disk, so the resource is a real folder: the
     # store stats and lists it. A zipped package (never built here) would not be, so say so plainly.
     shipped = files("workers") / "templates"
