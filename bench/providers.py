@@ -42,15 +42,15 @@ import httpx
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from tests.fakes.http_base import LocalHttpServer
+from tests.fakes.mandrill_server import MandrillServer
+from tests.fakes.twilio_server import TwilioServer
 from workers import logs
 from workers.messages import EmailMessage, SmsMessage
 from workers.providers.base import EmailProvider, SmsProvider
 from workers.providers.mandrill import build_send_request
 from workers.providers.registry import build_email_provider, build_sms_provider
 from workers.settings import load_settings
-from workers.testing.http_base import LocalHttpServer
-from workers.testing.mandrill_server import MandrillServer
-from workers.testing.twilio_server import TwilioServer
 
 API_KEY = "bench-key"
 WARMUP = 20

@@ -28,15 +28,15 @@ from kombu.entity import Exchange, Queue
 from sqlalchemy import create_engine, func, select, text
 
 from tests.conftest import POSTGRES_ADMIN_URL, RABBITMQ_URL, REDIS_URL
+from tests.fakes.http_base import CONTROL_PREFIX, Reply, Request
+from tests.fakes.mandrill_server import MandrillServer
+from tests.fakes.twilio_server import TwilioServer
 from tests.integration.harness import connection, isolated_env
 from workers.ingest import declare_bus, event_exchange
 from workers.ledger import make_engine
 from workers.ledger.migrate import upgrade
 from workers.ledger.models import Notification
 from workers.settings import Settings
-from workers.testing.http_base import CONTROL_PREFIX, Reply, Request
-from workers.testing.mandrill_server import MandrillServer
-from workers.testing.twilio_server import TwilioServer
 
 BROKERS = {"rabbitmq": RABBITMQ_URL, "redis": REDIS_URL}
 MANDRILL_KEY = "bench-key"

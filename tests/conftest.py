@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.fakes.mandrill_server import MandrillServer
+from tests.fakes.twilio_server import TwilioServer
 from workers.ledger import Ledger, make_engine
 from workers.ledger.migrate import upgrade
-from workers.testing.mandrill_server import MandrillServer
-from workers.testing.twilio_server import TwilioServer
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:

@@ -22,11 +22,11 @@ from tests.docker.conftest import (
     write_events,
 )
 from tests.factories import basic_email, mention, sms
+from tests.fakes.smtp_server import SmtpServer
 from tests.integration.harness import settings_for, wait_for
 from tests.ops.stack import eventually
 from workers.messages import Status
 from workers.settings import Settings
-from workers.testing.smtp_server import SmtpServer
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

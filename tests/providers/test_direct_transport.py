@@ -11,13 +11,13 @@ import logging
 import pytest
 from conftest import CLIENT_TIMEOUT, make_email, make_sms
 
+from tests.fakes.http_base import LocalHttpServer, Received, Reply, Request
+from tests.fakes.mandrill_server import MandrillServer
+from tests.fakes.twilio_server import TwilioError, TwilioServer
 from workers.errors import ProviderMisconfigured
 from workers.messages import StoredTemplate
 from workers.providers.mandrill import MandrillProvider
 from workers.providers.twilio import RedirectingHttpClient, TwilioProvider
-from workers.testing.http_base import LocalHttpServer, Received, Reply, Request
-from workers.testing.mandrill_server import MandrillServer
-from workers.testing.twilio_server import TwilioError, TwilioServer
 
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
 

@@ -1,7 +1,7 @@
 """A local Mandrill API server: messages/send and messages/send-template, validated and recorded.
 
 Run in-process (``with MandrillServer(api_keys={"k"}) as server: ... server.api_url``) or as a
-program: ``python -m workers.testing.mandrill_server --port 8025 --key test-key``.
+program: ``python -m tests.fakes.mandrill_server --port 8025 --key test-key``.
 
 Like the real API it answers errors with HTTP 500 and ``{"status": "error", "code", "name",
 "message"}``, and a 200 with one result per recipient (``sent``, ``queued``, ``rejected`` ...).
@@ -16,8 +16,8 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from workers.testing.http_base import LocalHttpServer, Reply, Request
-from workers.testing.program import serve_until_stopped
+from tests.fakes.http_base import LocalHttpServer, Reply, Request
+from tests.fakes.program import serve_until_stopped
 
 API_PREFIX = "/api/1.0/"
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
