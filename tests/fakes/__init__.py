@@ -1,7 +1,5 @@
-"""Local servers that speak our providers' wire protocols (Mandrill, Twilio, SMTP), for tests and demos."""
+"""Local servers that speak our providers' wire protocols (Mandrill, Twilio, SMTP), for tests and benchmarks.
 
-from tests.fakes.mandrill_server import MandrillServer
-from tests.fakes.smtp_server import SmtpServer
-from tests.fakes.twilio_server import TwilioServer
-
-__all__ = ["MandrillServer", "SmtpServer", "TwilioServer"]
+Import the servers from their modules (``tests.fakes.mandrill_server`` ...): this package imports none
+of them, so ``python -m tests.fakes.<server>`` runs a module that was not imported before.
+"""

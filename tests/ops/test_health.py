@@ -7,8 +7,9 @@ import sys
 from pathlib import Path
 
 from tests.conftest import ROOT
-from tests.fakes import MandrillServer, SmtpServer, TwilioServer
-from tests.fakes.twilio_server import DEFAULT_SID
+from tests.fakes.mandrill_server import MandrillServer
+from tests.fakes.smtp_server import SmtpServer
+from tests.fakes.twilio_server import DEFAULT_SID, TwilioServer
 from tests.integration.harness import isolated_env, settings_for
 from workers.health import Check, run_checks
 

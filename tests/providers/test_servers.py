@@ -104,6 +104,9 @@ def test_control_api_scripts_faults(mandrill_server: MandrillServer) -> None:
     assert _send(mandrill_server, good).status_code == 200
     received = HTTP.get(control + "received").json()
     assert [item["status"] for item in received] == [500, 429, 200]
+    assert [item["accepted"] for item in received] == [False, False, True]
+    # A poller in another process reads only what is new (the benchmarks do).
+    assert HTTP.get(control + "received?since=2").json() == received[2:]
     HTTP.post(control + "reset")
     assert HTTP.get(control + "received").json() == []
 

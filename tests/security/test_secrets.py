@@ -22,9 +22,9 @@ from celery import Celery
 from sqlalchemy.engine import make_url
 
 from tests.conftest import RABBITMQ_URL, ROOT
-from tests.fakes import MandrillServer, TwilioServer
 from tests.fakes.http_base import Status as HttpStatus
-from tests.fakes.twilio_server import DEFAULT_SID
+from tests.fakes.mandrill_server import MandrillServer
+from tests.fakes.twilio_server import DEFAULT_SID, TwilioServer
 from tests.integration.harness import WorkerProcess, isolated_env, publish_raw, settings_for, wait_for
 from tests.ops.stack import Personal, as_messages, eventually, free_port
 from workers.errors import ConfigurationError
