@@ -20,7 +20,7 @@ if __package__ in (None, ""):
 
 from kombu import Producer
 
-from bench import rig
+from bench import rig, services
 from bench.measure import notify_worker
 from bench.workload import plan
 from workers.ingest import declare_bus, event_exchange
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"offered load: {rate:,.1f} events/s for {args.duration:.0f} s ({count} events)", flush=True)
         run.meter.reset()
         published: dict[str, float] = {}
-        with rig.connection(run.settings) as conn:
+        with services.connection(run.settings) as conn:
             declare_bus(conn, run.settings)
             producer = Producer(conn.default_channel)
             exchange = event_exchange(run.settings)

@@ -17,8 +17,8 @@ from pathlib import Path
 from celery import Celery
 
 from bench import rig
+from bench.services import settings_for
 from bench.workload import Planned, encoded, plan
-from tests.integration.harness import settings_for
 from workers.broker import broker_settings
 from workers.settings import Settings
 

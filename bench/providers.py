@@ -3,14 +3,14 @@
     PYTHONPATH=. .venv/bin/python bench/providers.py [--quick] [--sends N] [--rounds R]
         [--log-level INFO] [--profile mandrill|twilio]
 
-Starts the in-process MandrillServer and TwilioServer, builds the providers with
-``workers.providers.registry`` from settings pointing at them, warms each connection up, then sends
-N messages one after another through each provider and prints sends per second (wall clock) and CPU
-microseconds per send of this whole process (``time.process_time`` around the loop) and, in brackets,
-of the sending thread alone (``time.thread_time``: the client side without the server threads).
+Starts the local Mandrill and Twilio servers as their own processes (``bench.rig.FakeServer``),
+builds the providers with ``workers.providers.registry`` from settings pointing at them, warms each
+connection up, then sends N messages one after another through each provider and prints sends per
+second (wall clock) and CPU microseconds per send of this whole process (``time.process_time``
+around the loop) and, in brackets, of the sending thread alone (``time.thread_time``).
 
-The servers answer from threads of this same process, so their CPU is in every process figure (the
-thread figure leaves it out, and is the steadier one). The baseline line is the ceiling for our own
+The servers run in other processes, so the process figure is the client side alone (the thread
+figure leaves out any background threads of ours). The baseline line is the ceiling for our own
 overhead: the same number of bare ``httpx.Client.post``
 calls carrying the same body to the same server (Mandrill: the JSON body our provider would build,
 encoded by httpx; Twilio: the same form fields with Basic auth). ``ours - baseline`` is what request
@@ -42,17 +42,14 @@ import httpx
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.rig import MANDRILL_KEY, TWILIO_SID, TWILIO_TOKEN, FakeServer
 from workers import logs
 from workers.messages import EmailMessage, SmsMessage
 from workers.providers.base import EmailProvider, SmsProvider
 from workers.providers.mandrill import build_send_request
 from workers.providers.registry import build_email_provider, build_sms_provider
 from workers.settings import load_settings
-from workers.testing.http_base import LocalHttpServer
-from workers.testing.mandrill_server import MandrillServer
-from workers.testing.twilio_server import TwilioServer
 
-API_KEY = "bench-key"
 WARMUP = 20
 
 
@@ -147,20 +144,19 @@ def profiled(label: str, count: int, send: Callable[[int], object], top: int = 2
     out = io.StringIO()
     pstats.Stats(profile, stream=out).sort_stats("tottime").print_stats(top)
     print(f"--- cProfile of {count} {label} sends: own wall time of this thread (socket calls include")
-    print("    waiting for the in-process server, which is not profiled) ---")
+    print("    waiting for the server process, which is not profiled) ---")
     print(out.getvalue())
 
 
 def bench_mandrill(sends: int, rounds: int, profile: bool) -> tuple[Figure, Figure]:
-    with MandrillServer(api_keys={API_KEY}) as server:
-        assert isinstance(server, MandrillServer)
+    with FakeServer.mandrill() as server:
         settings = load_settings(
-            email_provider="mandrill", mandrill_api_key=API_KEY, mandrill_base_url=server.api_url
+            email_provider="mandrill", mandrill_api_key=MANDRILL_KEY, mandrill_base_url=server.url
         )
         provider: EmailProvider = build_email_provider(settings)
         messages = [email(str(uuid.uuid4())) for _ in range(sends)]
-        path, body = build_send_request(messages[0], API_KEY)
-        url = f"{server.api_url}/{path}"
+        path, body = build_send_request(messages[0], MANDRILL_KEY)
+        url = f"{server.url}/{path}"
         client = httpx.Client()
 
         def ours(i: int) -> object:
@@ -177,7 +173,7 @@ def bench_mandrill(sends: int, rounds: int, profile: bool) -> tuple[Figure, Figu
 
 def compare(
     name: str,
-    server: LocalHttpServer,
+    server: FakeServer,
     sends: int,
     rounds: int,
     profile: bool,
@@ -193,26 +189,25 @@ def compare(
         server.reset()  # the server keeps every request; start each round with an empty record
         baseline.append(clocked(f"{name} baseline (bare httpx post)", sends, bare))
         provided.append(clocked(f"{name} provider", sends, ours))
-        assert len(server.accepted) == 2 * sends, "every bench send should have been accepted"
+        assert server.accepted_count() == 2 * sends, "every bench send should have been accepted"
     if profile:
         profiled(name, sends, ours)
     return median(provided), median(baseline)
 
 
 def bench_twilio(sends: int, rounds: int, profile: bool) -> tuple[Figure, Figure]:
-    with TwilioServer() as server:
-        assert isinstance(server, TwilioServer)
+    with FakeServer.twilio() as server:
         settings = load_settings(
             sms_provider="twilio",
-            twilio_account_sid=server.account_sid,
-            twilio_auth_token=server.auth_token,
-            twilio_base_url=server.base_url,
+            twilio_account_sid=TWILIO_SID,
+            twilio_auth_token=TWILIO_TOKEN,
+            twilio_base_url=server.url,
         )
         provider: SmsProvider = build_sms_provider(settings)
         messages = [sms(str(uuid.uuid4())) for _ in range(sends)]
-        url = f"{server.base_url}/2010-04-01/Accounts/{server.account_sid}/Messages.json"
+        url = f"{server.url}/2010-04-01/Accounts/{TWILIO_SID}/Messages.json"
         form = {"To": messages[0].to_number, "From": messages[0].from_number, "Body": messages[0].body}
-        client = httpx.Client(auth=(server.account_sid, server.auth_token))
+        client = httpx.Client(auth=(TWILIO_SID, TWILIO_TOKEN))
 
         def ours(i: int) -> object:
             return provider.send_sms(messages[i])
@@ -248,7 +243,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     sends, rounds = (200, 1) if args.quick else (args.sends, args.rounds)
     print(f"{sends} sequential sends per provider, median of {rounds} round(s), log level {args.log_level}")
-    print("CPU is this process's (client and in-process server); the baseline is the ceiling")
+    print("CPU is this process's (the client; the servers are other processes); the baseline is the ceiling")
     with worker_logging(args.log_level):
         report(*bench_mandrill(sends, rounds, args.profile == "mandrill"))
         report(*bench_twilio(sends, rounds, args.profile == "twilio"))

@@ -1,8 +1,9 @@
-"""The benchmark rig: stamping local providers, throwaway ledgers, worker processes, memory and CPU.
+"""The benchmark rig: local providers as processes, throwaway ledgers, worker processes, memory and CPU.
 
-Everything here reuses the integration harness (``isolated_env``, ``connection``) and the local
-Mandrill and Twilio servers, so the worker under test runs its real HTTP clients against servers
-that speak the real protocols.
+The worker under test runs its real HTTP clients against the local Mandrill and Twilio servers of
+``tests/fakes``, started as programs from the checkout (``python -m tests.fakes.<server>``): bench
+imports nothing from ``tests``, and the servers' threads stay off the measured processes' CPU and GIL.
+Service addresses and the isolated environment come from ``bench.services``, which the tests share.
 """
 
 from __future__ import annotations
@@ -21,100 +22,128 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import httpx
 import psutil
 from kombu import Producer
 from kombu.entity import Exchange, Queue
 from sqlalchemy import create_engine, func, select, text
 
-from tests.conftest import POSTGRES_ADMIN_URL, RABBITMQ_URL, REDIS_URL
-from tests.integration.harness import connection, isolated_env
+from bench.services import POSTGRES_ADMIN_URL, RABBITMQ_URL, REDIS_URL, ROOT, connection, isolated_env
 from workers.ingest import declare_bus, event_exchange
 from workers.ledger import make_engine
 from workers.ledger.migrate import upgrade
 from workers.ledger.models import Notification
 from workers.settings import Settings
-from workers.testing.http_base import CONTROL_PREFIX, Reply, Request
-from workers.testing.mandrill_server import MandrillServer
-from workers.testing.twilio_server import TwilioServer
 
 BROKERS = {"rabbitmq": RABBITMQ_URL, "redis": REDIS_URL}
 MANDRILL_KEY = "bench-key"
 TWILIO_SID = "AC" + "b" * 32
 TWILIO_TOKEN = "bench-token"
 
-_MANDRILL_ID = re.compile(rb'"notification_id":\s*"([^"]+)"')
-_TWILIO_ID = re.compile(rb"ref(?:\+|%20)([0-9a-f-]{36})")
+_MANDRILL_ID = re.compile(r'"notification_id":\s*"([^"]+)"')
+_TWILIO_ID = re.compile(r"ref(?:\+|%20)([0-9a-f-]{36})")
 
 
 # --- providers -----------------------------------------------------------------------------------
 
 
-class _Stamps:
-    """First arrival time of each notification at a provider, and a way to wait for a count."""
+class FakeServer:
+    """One local provider server of ``tests/fakes`` as a child process, driven by its control API."""
 
-    def __init__(self) -> None:
-        self.arrivals: dict[str, float] = {}
-        self.requests = 0
-        self.cond = threading.Condition()
+    def __init__(self, module: str, variable: str, *args: str) -> None:
+        self.argv = [sys.executable, "-m", f"tests.fakes.{module}", "--port", "0", *args]
+        self.variable = variable  # the settings line the program prints once it listens
+        self.url = ""
+        self._popen: subprocess.Popen[str] | None = None
+        self._client = httpx.Client(timeout=30.0)
 
-    def add(self, notification_id: str, stamp: float) -> None:
-        with self.cond:
-            self.arrivals.setdefault(notification_id, stamp)
-            self.requests += 1
-            self.cond.notify_all()
+    @classmethod
+    def mandrill(cls) -> FakeServer:
+        return cls("mandrill_server", "MANDRILL_BASE_URL", "--key", MANDRILL_KEY)
 
+    @classmethod
+    def twilio(cls) -> FakeServer:
+        return cls("twilio_server", "TWILIO_BASE_URL", "--sid", TWILIO_SID, "--token", TWILIO_TOKEN)
 
-class _Stamping:
-    """Records arrival times of accepted sends instead of keeping every request body."""
+    def start(self) -> FakeServer:
+        self._popen = subprocess.Popen(
+            self.argv,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdout=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        assert self._popen.stdout is not None
+        line = self._popen.stdout.readline().strip()
+        name, _, url = line.partition("=")
+        if name != self.variable or not url:
+            self.stop()
+            raise RuntimeError(f"{' '.join(self.argv[1:4])} did not start (printed {line!r})")
+        self.url = url
+        return self
 
-    stamps: _Stamps
-    id_pattern: re.Pattern[bytes]
+    def stop(self) -> None:
+        self._client.close()
+        if self._popen is None or self._popen.poll() is not None:
+            return
+        self._popen.send_signal(signal.SIGTERM)
+        try:
+            self._popen.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self._popen.kill()
+            self._popen.wait(timeout=30)
 
-    def _route(self, request: Request) -> Reply:
-        if request.path.startswith(CONTROL_PREFIX):
-            return super()._route(request)  # type: ignore[misc]
-        stamp = time.time()
-        reply, accepted = self._apply(request, self._next_fault())  # type: ignore[attr-defined]
-        found = self.id_pattern.search(request.body)
-        if accepted and found:
-            self.stamps.add(found.group(1).decode(), stamp)
-        return reply  # type: ignore[no-any-return]
+    def __enter__(self) -> FakeServer:
+        return self.start()
 
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
-class StampingMandrill(_Stamping, MandrillServer):
-    """The local Mandrill server, stamping arrival times by the notification id in the metadata."""
+    def _control(self, action: str, payload: dict[str, Any] | None = None) -> Any:
+        root = self.url.split("/", 3)[:3]  # scheme://host:port, whatever API path the URL carries
+        url = "/".join(root) + "/_control/" + action
+        reply = self._client.post(url, json=payload) if payload is not None else self._client.get(url)
+        reply.raise_for_status()
+        return reply.json()
 
-    id_pattern = _MANDRILL_ID
+    def received(self, since: int = 0) -> list[dict[str, Any]]:
+        """The requests after the first ``since``: method, path, status, accepted, at, body."""
+        items: list[dict[str, Any]] = self._control(f"received?since={since}")
+        return items
 
-    def __init__(self, stamps: _Stamps) -> None:
-        super().__init__(api_keys={MANDRILL_KEY})
-        self.stamps = stamps
+    def accepted_count(self) -> int:
+        return sum(1 for item in self.received() if item["accepted"])
 
+    def reset(self) -> None:
+        self._control("reset", {})
 
-class StampingTwilio(_Stamping, TwilioServer):
-    """The local Twilio server, stamping arrival times (the SMS body ends with ``ref <id>``)."""
-
-    id_pattern = _TWILIO_ID
-
-    def __init__(self, stamps: _Stamps) -> None:
-        super().__init__(TWILIO_SID, TWILIO_TOKEN)
-        self.stamps = stamps
+    def set_reply_delay(self, seconds: float) -> None:
+        self._control("reply-delay", {"seconds": seconds})
 
 
 class Providers:
-    """Both local providers, answering at once or after ``delay`` seconds."""
+    """Both local providers, answering at once or after ``delay`` seconds; arrival times of sends.
+
+    An accepted send's arrival is the server's own clock at the request, by the notification id in
+    Mandrill's metadata or at the end of the SMS body (``ref <id>``), read back by polling."""
 
     def __init__(self, delay: float = 0.0) -> None:
-        self.stamps = _Stamps()
-        self.mandrill = StampingMandrill(self.stamps)
-        self.twilio = StampingTwilio(self.stamps)
+        self.mandrill = FakeServer.mandrill()
+        self.twilio = FakeServer.twilio()
         self.delay = delay
+        self._patterns = ((self.mandrill, _MANDRILL_ID), (self.twilio, _TWILIO_ID))
+        self._seen = {id(self.mandrill): 0, id(self.twilio): 0}
+        self._arrivals: dict[str, float] = {}
 
     def __enter__(self) -> Providers:
-        for server in (self.mandrill, self.twilio):
-            server.start()
-            server.set_reply_delay(self.delay)
+        with contextlib.ExitStack() as started:
+            for server in (self.mandrill, self.twilio):
+                started.enter_context(server)
+                server.set_reply_delay(self.delay)
+            started.pop_all()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -126,32 +155,40 @@ class Providers:
             "NOTIFY_EMAIL_PROVIDER": "mandrill",
             "NOTIFY_SMS_PROVIDER": "twilio",
             "MANDRILL_API_KEY": MANDRILL_KEY,
-            "MANDRILL_BASE_URL": self.mandrill.api_url,
+            "MANDRILL_BASE_URL": self.mandrill.url,
             "TWILIO_ACCOUNT_SID": TWILIO_SID,
             "TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
-            "TWILIO_BASE_URL": self.twilio.base_url,
+            "TWILIO_BASE_URL": self.twilio.url,
         }
 
+    def _poll(self) -> None:
+        for server, pattern in self._patterns:
+            items = server.received(since=self._seen[id(server)])
+            self._seen[id(server)] += len(items)
+            for item in items:
+                found = pattern.search(item["body"]) if item["accepted"] else None
+                if found:
+                    self._arrivals.setdefault(found.group(1), float(item["at"]))
+
     def delivered(self) -> int:
-        with self.stamps.cond:
-            return len(self.stamps.arrivals)
+        self._poll()
+        return len(self._arrivals)
 
     def arrivals(self) -> dict[str, float]:
-        with self.stamps.cond:
-            return dict(self.stamps.arrivals)
+        self._poll()
+        return dict(self._arrivals)
 
     def wait_for(self, ids: Sequence[str], *, timeout: float, alive: Callable[[], bool]) -> float | None:
         """Wait until every id has arrived; the arrival time of the last one, None on timeout."""
         wanted = set(ids)
         deadline = time.monotonic() + timeout
-        with self.stamps.cond:
-            while True:
-                missing = wanted - self.stamps.arrivals.keys()
-                if not missing:
-                    return max(self.stamps.arrivals[i] for i in wanted)
-                if time.monotonic() > deadline or not alive():
-                    return None
-                self.stamps.cond.wait(0.2)
+        while True:
+            self._poll()
+            if not wanted - self._arrivals.keys():
+                return max(self._arrivals[i] for i in wanted)
+            if time.monotonic() > deadline or not alive():
+                return None
+            time.sleep(0.2)
 
 
 # --- ledgers -------------------------------------------------------------------------------------

@@ -14,9 +14,9 @@ from typing import Any
 
 from google.protobuf import json_format
 
-from tests.factories import basic_email, mention, sms
 from workers.events import JSON_CONTENT_TYPE, PROTOBUF_CONTENT_TYPE, to_binary
 from workers.events.core_pb2 import VtEvent
+from workers.samples import basic_email, mention, sms
 
 PUBLISHED_AT = "bench-published-at-ms"
 ROUTING_KEYS = {

@@ -13,10 +13,14 @@ from pathlib import Path
 
 import pytest
 
+# The service addresses live with the benchmarks, which use them too; tests import them from here.
+from bench.services import POSTGRES_ADMIN_URL as POSTGRES_ADMIN_URL
+from bench.services import RABBITMQ_URL as RABBITMQ_URL
+from bench.services import REDIS_URL as REDIS_URL
+from tests.fakes.mandrill_server import MandrillServer
+from tests.fakes.twilio_server import TwilioServer
 from workers.ledger import Ledger, make_engine
 from workers.ledger.migrate import upgrade
-from workers.testing.mandrill_server import MandrillServer
-from workers.testing.twilio_server import TwilioServer
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -29,12 +33,6 @@ SERVICES = {
     "redis": ("127.0.0.1", 6379),
     "postgres": ("127.0.0.1", 5432),
 }
-
-POSTGRES_ADMIN_URL = os.environ.get(
-    "NOTIFY_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
-RABBITMQ_URL = os.environ.get("NOTIFY_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
-REDIS_URL = os.environ.get("NOTIFY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 def _reachable(host: str, port: int) -> bool:

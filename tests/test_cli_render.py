@@ -50,3 +50,17 @@ def test_bad_data_and_unknown_templates_are_named(tmp_path: Path, capsys: pytest
     data.write_text(json.dumps({"mentions": []}))
     assert main(["render", "no-such-template", "--data", str(data)]) == 1
     assert "no-such-template" in capsys.readouterr().err
+
+
+def test_notify_templates_dir_replaces_the_shipped_templates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    own = tmp_path / "own-templates" / "mention-notification"
+    own.mkdir(parents=True)
+    (own / "subject.hbs").write_text("Ours: {{tracking_unit_name}}")
+    monkeypatch.setenv("NOTIFY_TEMPLATES_DIR", str(own.parent))
+    assert main(["render", "mention-notification", "--data", str(EVENT), "--part", "subject"]) == 0
+    assert capsys.readouterr().out.strip() == "Ours: Acme Brand Watch"
+    # Only the folder given is read: the shipped bulk template is not there.
+    assert main(["render", "mention-notification-bulk", "--data", str(EVENT)]) == 1
+    assert "mention-notification-bulk" in capsys.readouterr().err

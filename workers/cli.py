@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -83,10 +84,12 @@ def _status(value: str) -> Status:
 
 
 def _package_dir(name: str) -> Path:
-    """A data folder shipped in the wheel (``workers/<name>``) or, from a checkout, the top level."""
-    here = Path(__file__).resolve().parent
-    bundled = here / name
-    return bundled if bundled.is_dir() else here.parent / name
+    """A data folder shipped in the package (``workers/<name>``; the checkout's top level links there)."""
+    found = files("workers") / name
+    # Installed as files (plain or editable): the folder is on disk, which the demo lists and reads.
+    if not isinstance(found, Path):
+        raise ConfigurationError(f"the workers package is not on disk (zipped?), so {name}/ cannot be listed")
+    return found
 
 
 # -- worker -------------------------------------------------------------------------------------

@@ -20,6 +20,9 @@ from jsonschema import Draft7Validator, Draft202012Validator
 from referencing import Registry, Resource
 
 from tests.factories import basic_email, parsed
+from tests.fakes.mandrill_server import MandrillServer
+from tests.fakes.smtp_server import SmtpServer
+from tests.fakes.twilio_server import TwilioServer
 from tests.providers.conftest import make_email, make_sms
 from workers.compose import Composer
 from workers.dispatch import Dispatcher
@@ -34,9 +37,6 @@ from workers.providers.twilio import TwilioProvider
 from workers.rendering.mention_data import mention_template_data
 from workers.retry import RetryPolicy
 from workers.settings import Settings
-from workers.testing.mandrill_server import MandrillServer
-from workers.testing.smtp_server import SmtpServer
-from workers.testing.twilio_server import TwilioServer
 
 HERE = Path(__file__).parent
 IDN_ADDRESS = "ana@münchen.example"

@@ -51,7 +51,10 @@ def clean_checkout(target: Path) -> Path:
         return ROOT  # not a git checkout (an unpacked release): build from it as it is
     for name in listed.stdout.decode().split("\0"):
         source = ROOT / name
-        if name and source.is_file():
+        if name and source.is_symlink():  # templates/ and examples/ link into the package, as in git
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            (target / name).symlink_to(source.readlink())
+        elif name and source.is_file():
             (target / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target / name)
     return target

@@ -22,11 +22,11 @@ from tests.docker.conftest import (
     write_events,
 )
 from tests.factories import basic_email, mention, sms
+from tests.fakes.smtp_server import SmtpServer
 from tests.integration.harness import settings_for, wait_for
 from tests.ops.stack import eventually
 from workers.messages import Status
 from workers.settings import Settings
-from workers.testing.smtp_server import SmtpServer
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -42,9 +42,7 @@ def test_the_demo_delivers_every_sample_event_and_rejects_the_invalid_one(image:
         if path.suffix in {".json", ".pb"}
     )
     # Columns: event file, event type, status, result.
-    table = dict(
-        re.findall(r"^(\S+\.(?:json|pb))\s+events\.\w+\s+(\w+)\s", done.stdout, flags=re.MULTILINE)
-    )
+    table = dict(re.findall(r"^(\S+\.(?:json|pb))\s+events\.\w+\s+(\w+)\s", done.stdout, flags=re.MULTILINE))
     assert sorted(table) == samples, done.stdout
     for sample, status in table.items():
         assert status == ("rejected" if sample.startswith("invalid/") else "sent"), (sample, done.stdout)

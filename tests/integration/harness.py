@@ -1,4 +1,8 @@
-"""Runs a real `notify worker` process for integration tests, and waits on the ledger it writes."""
+"""Runs a real `notify worker` process for integration tests, and waits on the ledger it writes.
+
+The isolated environment, its settings and broker connection come from ``bench.services``, which
+the benchmarks share; they are re-exported here for the tests that import them from the harness.
+"""
 
 from __future__ import annotations
 
@@ -8,58 +12,19 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kombu import Connection, Producer
+from kombu import Producer
 
-from tests.conftest import ROOT
+from bench.services import connection, settings_for
+from bench.services import isolated_env as isolated_env
 from workers.ledger import make_engine
 from workers.ledger.migrate import upgrade
 from workers.ledger.queries import NotificationView, get_notification
-from workers.settings import Settings, load_settings
-
-
-def isolated_env(
-    tmp_path: Path, *, broker_url: str = "", database_url: str = "", **extra: str
-) -> dict[str, str]:
-    """Environment for one worker: its own queues, exchange, outbox and state folder."""
-    tag = uuid.uuid4().hex[:8]
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("NOTIFY_", "MANDRILL_", "SMTP_", "TWILIO_"))
-    }
-    env.update(
-        {
-            "NOTIFY_BROKER_URL": broker_url,
-            "NOTIFY_DATABASE_URL": database_url or f"sqlite:///{tmp_path / 'ledger.db'}",
-            "NOTIFY_STATE_DIR": str(tmp_path / "state"),
-            "NOTIFY_OUTBOX_DIR": str(tmp_path / "outbox"),
-            "NOTIFY_TASK_QUEUE": f"notify-test-{tag}",
-            "NOTIFY_EVENT_EXCHANGE": f"events-test-{tag}",
-            "NOTIFY_EVENT_QUEUE": f"notify-events-test-{tag}",
-            "NOTIFY_LOG_FORMAT": "json",
-            "NOTIFY_SWEEP_INTERVAL": "2",
-            "NOTIFY_STUCK_AFTER": "5",
-            "PYTHONPATH": str(ROOT),
-        }
-    )
-    env.update(extra)
-    return env
-
-
-def settings_for(env: Mapping[str, str]) -> Settings:
-    saved = dict(os.environ)
-    try:
-        os.environ.clear()
-        os.environ.update(env)
-        return load_settings()
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+from workers.settings import Settings
 
 
 @dataclass
@@ -123,13 +88,6 @@ class WorkerProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def connection(settings: Settings) -> Connection:
-    from workers.broker import broker_settings
-
-    conf = broker_settings(settings)
-    return Connection(conf["broker_url"], transport_options=conf.get("broker_transport_options", {}))
 
 
 def publish_raw(settings: Settings, messages: Iterable[tuple[bytes, str, str]]) -> int:

@@ -34,6 +34,7 @@ from sqlalchemy.engine import make_url
 
 from tests.conftest import POSTGRES_ADMIN_URL, RABBITMQ_URL
 from tests.factories import basic_email, mention, sms
+from tests.fakes.mandrill_server import MandrillServer
 from tests.integration.harness import WorkerProcess, isolated_env, publish_raw
 from workers.events import core_pb2, parse_event_dict, raw_id
 from workers.ledger import Ledger, make_engine
@@ -41,7 +42,6 @@ from workers.ledger.models import Attempt, Notification
 from workers.ledger.store import MAX_RAW_BYTES
 from workers.messages import Status
 from workers.settings import Settings
-from workers.testing.mandrill_server import MandrillServer
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"

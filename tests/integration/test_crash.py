@@ -28,13 +28,13 @@ from sqlalchemy import Engine, func, select
 
 from tests.conftest import RABBITMQ_URL
 from tests.factories import basic_email, mention, sms
+from tests.fakes.mandrill_server import MandrillServer
+from tests.fakes.twilio_server import DEFAULT_SID, TwilioServer
 from tests.integration.harness import WorkerProcess, isolated_env, publish_raw
 from workers.events import core_pb2, to_binary
 from workers.ledger import make_engine
 from workers.ledger.models import Attempt, Notification
 from workers.messages import TERMINAL, Status
-from workers.testing.mandrill_server import MandrillServer
-from workers.testing.twilio_server import DEFAULT_SID, TwilioServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.rabbitmq, pytest.mark.postgres]
 

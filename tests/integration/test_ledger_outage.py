@@ -25,12 +25,12 @@ from sqlalchemy.engine import make_url
 
 from tests.conftest import RABBITMQ_URL
 from tests.factories import basic_email
+from tests.fakes.http_base import Reply, Request
+from tests.fakes.mandrill_server import MandrillServer
 from tests.integration.harness import WorkerProcess, isolated_env, publish_raw, wait_for
 from workers.ledger import make_engine
 from workers.ledger.models import Notification
 from workers.messages import Status
-from workers.testing.http_base import Reply, Request
-from workers.testing.mandrill_server import MandrillServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.rabbitmq, pytest.mark.postgres]
 

@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 
 from tests.factories import basic_email, sms
+from tests.fakes.mandrill_server import MandrillServer
+from tests.fakes.twilio_server import TwilioServer
 from tests.integration.harness import WorkerProcess, isolated_env, publish_raw, wait_for
 from workers.messages import Status
-from workers.testing.mandrill_server import MandrillServer
-from workers.testing.twilio_server import TwilioServer
 
 pytestmark = pytest.mark.slow
 

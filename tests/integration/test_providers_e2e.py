@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 
 from tests.factories import basic_email, mention, sms
+from tests.fakes.mandrill_server import MandrillServer, RateLimit
+from tests.fakes.smtp_server import Reply, SmtpServer
+from tests.fakes.twilio_server import TwilioError, TwilioServer
 from tests.integration.harness import WorkerProcess, isolated_env, publish_raw, wait_for
 from workers.ledger.queries import NotificationView
 from workers.messages import Status
-from workers.testing.mandrill_server import MandrillServer, RateLimit
-from workers.testing.smtp_server import Reply, SmtpServer
-from workers.testing.twilio_server import TwilioError, TwilioServer
 
 pytestmark = pytest.mark.slow
 

@@ -20,10 +20,10 @@ from celery import Celery
 
 from tests.conftest import RABBITMQ_URL
 from tests.factories import basic_email
+from tests.fakes.http_base import Status as HttpStatus
+from tests.fakes.mandrill_server import MandrillServer
 from tests.integration.harness import WorkerProcess, isolated_env, publish_raw, wait_for
 from workers.messages import Status
-from workers.testing.http_base import Status as HttpStatus
-from workers.testing.mandrill_server import MandrillServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.rabbitmq]
 

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import httpx
 
 from tests.factories import basic_email, sms
-from workers.testing.twilio_server import DEFAULT_SID
+from tests.fakes.twilio_server import DEFAULT_SID
 
 T = TypeVar("T")
 

@@ -7,10 +7,11 @@ import sys
 from pathlib import Path
 
 from tests.conftest import ROOT
+from tests.fakes.mandrill_server import MandrillServer
+from tests.fakes.smtp_server import SmtpServer
+from tests.fakes.twilio_server import DEFAULT_SID, TwilioServer
 from tests.integration.harness import isolated_env, settings_for
 from workers.health import Check, run_checks
-from workers.testing import MandrillServer, SmtpServer, TwilioServer
-from workers.testing.twilio_server import DEFAULT_SID
 
 
 def by_name(checks: list[Check]) -> dict[str, Check]:

@@ -20,14 +20,15 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import RABBITMQ_URL, REDIS_URL, ROOT
+from tests.fakes.http_base import Drop
+from tests.fakes.http_base import Status as HttpStatus
+from tests.fakes.mandrill_server import MandrillServer
+from tests.fakes.twilio_server import TwilioServer
 from tests.integration.harness import WorkerProcess, isolated_env, publish_raw, wait_for
 from tests.ops.stack import Personal, as_messages, eventually, free_port, provider_env
 from workers.ledger import make_engine
 from workers.ledger.queries import count_by_status
 from workers.messages import Status
-from workers.testing import MandrillServer, TwilioServer
-from workers.testing.http_base import Drop
-from workers.testing.http_base import Status as HttpStatus
 
 pytestmark = [pytest.mark.slow, pytest.mark.rabbitmq]
 

@@ -15,16 +15,16 @@ from typing import Any
 
 import pytest
 
+from tests.fakes.http_base import Delay, Drop, Status
+from tests.fakes.mandrill_server import ErrorName, MandrillServer, Reject
+from tests.fakes.smtp_server import DropAt, Reply, SmtpServer, Stall
+from tests.fakes.twilio_server import TwilioError, TwilioServer
 from workers.messages import EmailMessage, SmsMessage
 from workers.providers.base import EmailProvider, SmsProvider
 from workers.providers.mandrill import MandrillProvider
 from workers.providers.outbox import OutboxProvider
 from workers.providers.smtp import SmtpProvider
 from workers.providers.twilio import TwilioProvider
-from workers.testing.http_base import Delay, Drop, Status
-from workers.testing.mandrill_server import ErrorName, MandrillServer, Reject
-from workers.testing.smtp_server import DropAt, Reply, SmtpServer, Stall
-from workers.testing.twilio_server import TwilioError, TwilioServer
 
 # Short enough that a stalled server makes the client give up quickly; the servers stall far longer.
 CLIENT_TIMEOUT = 0.5

@@ -8,16 +8,16 @@ from pathlib import Path
 import pytest
 from conftest import make_email, make_sms
 
+from tests.fakes.http_base import Status
+from tests.fakes.mandrill_server import MandrillServer, Reject
+from tests.fakes.smtp_server import Reply, SmtpServer
+from tests.fakes.twilio_server import TwilioServer
 from workers.errors import GiveUp, ProviderMisconfigured, RetryLater
 from workers.providers.fallback import FallbackEmailProvider, FallbackSmsProvider
 from workers.providers.mandrill import MandrillProvider
 from workers.providers.outbox import OutboxProvider
 from workers.providers.smtp import SmtpProvider
 from workers.providers.twilio import TwilioProvider
-from workers.testing.http_base import Status
-from workers.testing.mandrill_server import MandrillServer, Reject
-from workers.testing.smtp_server import Reply, SmtpServer
-from workers.testing.twilio_server import TwilioServer
 
 
 def _chain(mandrill: MandrillServer, smtp: SmtpServer, key: str = "test-key") -> FallbackEmailProvider:

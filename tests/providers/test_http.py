@@ -8,6 +8,9 @@ import httpx
 import pytest
 from conftest import CLIENT_TIMEOUT, make_email, make_sms
 
+from tests.fakes.http_base import LocalHttpServer, Reply, Request
+from tests.fakes.mandrill_server import MandrillServer
+from tests.fakes.twilio_server import TwilioServer
 from workers.errors import ConfigurationError, GiveUp, MaybeDelivered, ProviderMisconfigured, RetryLater
 from workers.providers.http import (
     RETRY_AFTER_CAP,
@@ -19,9 +22,6 @@ from workers.providers.mandrill import MandrillProvider
 from workers.providers.refusals import Rule
 from workers.providers.twilio import RedirectingHttpClient, TwilioProvider, rewrite_url, sdk_response
 from workers.settings import load_settings
-from workers.testing.http_base import LocalHttpServer, Reply, Request
-from workers.testing.mandrill_server import MandrillServer
-from workers.testing.twilio_server import TwilioServer
 
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
 NOW = datetime(2026, 11, 25, 9, 30, tzinfo=UTC)

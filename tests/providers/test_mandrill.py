@@ -7,6 +7,7 @@ import json
 import pytest
 from conftest import make_email
 
+from tests.fakes.mandrill_server import MandrillServer, Queued
 from workers.errors import ConfigurationError, DeliveryError, GiveUp, ProviderMisconfigured, RetryLater
 from workers.messages import StoredTemplate
 from workers.providers.mandrill import (
@@ -17,7 +18,6 @@ from workers.providers.mandrill import (
     build_send_request,
     parse_send_response,
 )
-from workers.testing.mandrill_server import MandrillServer, Queued
 
 
 def test_send_request_for_locally_rendered_mail() -> None:

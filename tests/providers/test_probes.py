@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 from conftest import CLIENT_TIMEOUT
 
+from tests.fakes.mandrill_server import MandrillServer
+from tests.fakes.smtp_server import SmtpServer
+from tests.fakes.twilio_server import TwilioServer
 from workers.providers.base import Probe
 from workers.providers.mandrill import MandrillProvider, parse_ping_response
 from workers.providers.outbox import OutboxProvider
 from workers.providers.smtp import SmtpProvider
 from workers.providers.twilio import TwilioProvider
-from workers.testing.mandrill_server import MandrillServer
-from workers.testing.smtp_server import SmtpServer
-from workers.testing.twilio_server import TwilioServer
 
 
 @pytest.mark.parametrize(

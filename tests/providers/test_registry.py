@@ -7,6 +7,9 @@ from pathlib import Path
 import pytest
 from conftest import make_email, make_sms
 
+from tests.fakes.mandrill_server import MandrillServer
+from tests.fakes.smtp_server import SmtpServer
+from tests.fakes.twilio_server import TwilioServer
 from workers.errors import ConfigurationError
 from workers.providers.fallback import FallbackEmailProvider
 from workers.providers.mandrill import MandrillProvider
@@ -15,9 +18,6 @@ from workers.providers.registry import build_email_provider, build_sms_provider
 from workers.providers.smtp import SmtpProvider
 from workers.providers.twilio import TwilioProvider
 from workers.settings import load_settings
-from workers.testing.mandrill_server import MandrillServer
-from workers.testing.smtp_server import SmtpServer
-from workers.testing.twilio_server import TwilioServer
 
 
 def test_environment_to_working_providers(

@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from workers.testing.http_base import Status
-from workers.testing.mandrill_server import MandrillServer
-from workers.testing.twilio_server import TwilioServer
+from tests.fakes.http_base import Status
+from tests.fakes.mandrill_server import MandrillServer
+from tests.fakes.twilio_server import TwilioServer
 
 ROOT = Path(__file__).resolve().parents[2]
 # One client for the module: building a client (and its TLS context) per request costs ~0.1 s each.
@@ -104,6 +104,9 @@ def test_control_api_scripts_faults(mandrill_server: MandrillServer) -> None:
     assert _send(mandrill_server, good).status_code == 200
     received = HTTP.get(control + "received").json()
     assert [item["status"] for item in received] == [500, 429, 200]
+    assert [item["accepted"] for item in received] == [False, False, True]
+    # A poller in another process reads only what is new (the benchmarks do).
+    assert HTTP.get(control + "received?since=2").json() == received[2:]
     HTTP.post(control + "reset")
     assert HTTP.get(control + "received").json() == []
 
@@ -138,9 +141,9 @@ def test_status_fault_in_twilio_format(twilio_server: TwilioServer) -> None:
 @pytest.mark.parametrize(
     ("module", "prefix"),
     [
-        ("workers.testing.mandrill_server", "MANDRILL_BASE_URL="),
-        ("workers.testing.twilio_server", "TWILIO_BASE_URL="),
-        ("workers.testing.smtp_server", "SMTP_HOST="),
+        ("tests.fakes.mandrill_server", "MANDRILL_BASE_URL="),
+        ("tests.fakes.twilio_server", "TWILIO_BASE_URL="),
+        ("tests.fakes.smtp_server", "SMTP_HOST="),
     ],
 )
 def test_servers_run_as_programs(module: str, prefix: str) -> None:

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from conftest import make_email, self_signed_context
 
+from tests.fakes.smtp_server import DropAt, SmtpServer
 from workers.errors import GiveUp, ProviderMisconfigured, RetryLater
 from workers.messages import StoredTemplate
 from workers.providers.smtp import SmtpProvider, classify_reply
-from workers.testing.smtp_server import DropAt, SmtpServer
 
 
 @pytest.mark.parametrize(

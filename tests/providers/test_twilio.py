@@ -7,6 +7,7 @@ from conftest import make_sms
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.fakes.twilio_server import TwilioServer
 from workers.errors import ConfigurationError, GiveUp, ProviderMisconfigured, RetryLater
 from workers.providers.twilio import (
     ERROR_CODES,
@@ -19,7 +20,6 @@ from workers.providers.twilio import (
     classify,
     segments,
 )
-from workers.testing.twilio_server import TwilioServer
 
 
 @pytest.mark.parametrize(

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from conftest import make_sms
 
+from tests.fakes.twilio_server import TwilioServer
 from workers.providers.registry import build_sms_provider
 from workers.settings import load_settings
-from workers.testing.twilio_server import TwilioServer
 
 
 @pytest.mark.parametrize(

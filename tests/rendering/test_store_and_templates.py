@@ -52,8 +52,12 @@ def store() -> TemplateStore:
     return TemplateStore(default_templates_dir())
 
 
-def test_default_dir_is_the_repository_templates_when_not_installed() -> None:
-    assert default_templates_dir() == Path(workers.__file__).parent.parent / "templates"
+def test_default_dir_is_the_package_folder_and_the_top_level_one_links_to_it() -> None:
+    package = Path(workers.__file__).parent
+    assert default_templates_dir() == package / "templates"
+    # One copy: the folder people edit at the top of the checkout is the one the package ships.
+    top = package.parent / "templates"
+    assert top.is_symlink() and top.resolve() == (package / "templates").resolve()
 
 
 def test_shipped_templates(store: TemplateStore) -> None:

@@ -22,14 +22,14 @@ from celery import Celery
 from sqlalchemy.engine import make_url
 
 from tests.conftest import RABBITMQ_URL, ROOT
+from tests.fakes.http_base import Status as HttpStatus
+from tests.fakes.mandrill_server import MandrillServer
+from tests.fakes.twilio_server import DEFAULT_SID, TwilioServer
 from tests.integration.harness import WorkerProcess, isolated_env, publish_raw, settings_for, wait_for
 from tests.ops.stack import Personal, as_messages, eventually, free_port
 from workers.errors import ConfigurationError
 from workers.messages import Status
 from workers.settings import load_settings, mask_url
-from workers.testing import MandrillServer, TwilioServer
-from workers.testing.http_base import Status as HttpStatus
-from workers.testing.twilio_server import DEFAULT_SID
 
 # RabbitMQ here only knows guest/guest, so the broker's password cannot be made distinctive: what
 # must never appear is the URL's user:password pair in clear.

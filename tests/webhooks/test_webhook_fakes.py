@@ -11,12 +11,12 @@ import pytest
 import uvicorn
 from pydantic import SecretStr
 
+from tests.fakes import MandrillServer, TwilioServer
+from tests.fakes.mandrill_server import Outcome
+from tests.fakes.twilio_server import DEFAULT_SID
 from tests.webhooks.helpers import MANDRILL_KEY, SUPPRESSION_KEY
 from workers.messages import Channel
 from workers.receipts import ReceiptEffect, SuppressionReason, recipient_key
-from workers.testing import MandrillServer, TwilioServer
-from workers.testing.mandrill_server import Outcome
-from workers.testing.twilio_server import DEFAULT_SID
 from workers.webhooks import MemorySink, ReceiverConfig, create_app, listen
 
 TWILIO_TOKEN = "test-token"  # the local Twilio server's default auth token

@@ -17,21 +17,23 @@ partial, recursion bounds). Rendering either returns the whole text or raises; n
 
 from __future__ import annotations
 
+from importlib.resources import files
 from pathlib import Path
 
-import workers
+from workers.errors import ConfigurationError
 from workers.rendering.engines import render
 from workers.rendering.mention_data import mention_template_data
 from workers.rendering.store import TemplateStore
 
 
 def default_templates_dir() -> Path:
-    """Templates inside the installed package (wheel), else the repository's top-level ``templates/``."""
-    package = Path(workers.__file__).parent
-    shipped = package / "templates"
-    if shipped.is_dir():
-        return shipped
-    return package.parent / "templates"
+    """The shipped templates: ``workers/templates`` (the top-level ``templates/`` links there)."""
+    # A plain or editable install keeps the package on disk, so the resource is a real folder: the
+    # store stats and lists it. A zipped package (never built here) would not be, so say so plainly.
+    shipped = files("workers") / "templates"
+    if not isinstance(shipped, Path):
+        raise ConfigurationError("the workers package is not on disk (zipped?); set NOTIFY_TEMPLATES_DIR")
+    return shipped
 
 
 __all__ = ["TemplateStore", "default_templates_dir", "mention_template_data", "render"]

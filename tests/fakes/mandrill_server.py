@@ -1,7 +1,7 @@
 """A local Mandrill API server: messages/send and messages/send-template, validated and recorded.
 
 Run in-process (``with MandrillServer(api_keys={"k"}) as server: ... server.api_url``) or as a
-program: ``python -m workers.testing.mandrill_server --port 8025 --key test-key``.
+program: ``python -m tests.fakes.mandrill_server --port 8025 --key test-key``.
 
 Like the real API it answers errors with HTTP 500 and ``{"status": "error", "code", "name",
 "message"}``, and a 200 with one result per recipient (``sent``, ``queued``, ``rejected`` ...).
@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from tests.fakes.http_base import LocalHttpServer, Reply, Request
+from tests.fakes.program import serve_until_stopped
+from tests.fakes.webhook_poster import WebhookPoster
 from workers.providers.mandrill_webhooks import EVENTS_FIELD, MAX_EVENTS, SIGNATURE_HEADER, signature
-from workers.testing.http_base import LocalHttpServer, Reply, Request
-from workers.testing.program import serve_until_stopped
-from workers.testing.webhook_poster import WebhookPoster
 
 API_PREFIX = "/api/1.0/"
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")

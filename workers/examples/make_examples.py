@@ -12,9 +12,10 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-if str(HERE.parent) not in sys.path:  # run as a script from a checkout without installing
-    sys.path.insert(0, str(HERE.parent))
+HERE = Path(__file__).resolve().parent  # workers/examples (the top-level examples/ links here)
+ROOT = HERE.parents[1]
+if str(ROOT) not in sys.path:  # run as a script from a checkout without installing
+    sys.path.insert(0, str(ROOT))
 
 from workers.events import build_event, to_binary, to_json_bytes  # noqa: E402  # after the sys.path line above
 from workers.events.core_pb2 import VtEvent  # noqa: E402  # after the sys.path line above

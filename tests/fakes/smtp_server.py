@@ -1,7 +1,7 @@
 """A local SMTP server (aiosmtpd) that records messages and can refuse, stall or drop on demand.
 
 Run in-process (``with SmtpServer() as server: ... server.host, server.port``) or as a program:
-``python -m workers.testing.smtp_server --port 8027 [--user u --password p]``.
+``python -m tests.fakes.smtp_server --port 8027 [--user u --password p]``.
 
 Faults apply to the next transactions in order: ``Reply(stage, code, text)`` answers MAIL, RCPT or
 DATA with that code; ``DropAt(stage)`` closes the connection at that stage; ``Stall(seconds)``
@@ -31,7 +31,7 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from workers.testing.program import serve_until_stopped
+from tests.fakes.program import serve_until_stopped
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,7 @@
 """A local Twilio REST server: ``POST /2010-04-01/Accounts/{sid}/Messages.json``, validated and recorded.
 
 Run in-process (``with TwilioServer() as server: ... server.base_url``) or as a program:
-``python -m workers.testing.twilio_server --port 8026 --sid AC... --token secret``.
+``python -m tests.fakes.twilio_server --port 8026 --sid AC... --token secret``.
 
 Checks what the real endpoint checks first: Basic auth ``sid:token`` (20003), the form fields
 ``To`` (21604 missing, 21211 not E.164), ``From`` or ``MessagingServiceSid`` (21603), ``Body``
@@ -31,9 +31,9 @@ from typing import Any
 
 from twilio.request_validator import RequestValidator
 
-from workers.testing.http_base import LocalHttpServer, Reply, Request
-from workers.testing.program import serve_until_stopped
-from workers.testing.webhook_poster import WebhookPoster
+from tests.fakes.http_base import LocalHttpServer, Reply, Request
+from tests.fakes.program import serve_until_stopped
+from tests.fakes.webhook_poster import WebhookPoster
 
 DEFAULT_SID = "AC" + "0" * 32
 E164 = re.compile(r"^\+[1-9]\d{1,14}$")

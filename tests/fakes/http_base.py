@@ -13,12 +13,13 @@ import json
 import random
 import socket
 import threading
+import time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qs, parse_qsl
 
 CONTROL_PREFIX = "/_control/"
 
@@ -82,11 +83,14 @@ class Reply:
 
 @dataclass(frozen=True, slots=True)
 class Received:
-    """A recorded request and what the server did: ``status`` is None when it answered nothing."""
+    """A recorded request and what the server did: ``status`` is None when it answered nothing.
+
+    ``at`` is when the request arrived (epoch seconds), for a benchmark in another process."""
 
     request: Request
     status: int | None
     accepted: bool
+    at: float = 0.0
 
     @property
     def path(self) -> str:
@@ -295,10 +299,13 @@ class LocalHttpServer:
     def _route(self, request: Request) -> Reply:
         if request.path.startswith(CONTROL_PREFIX):
             return self._control(request)
+        arrived = time.time()
         fault = self._next_fault()
         reply, accepted = self._apply(request, fault)
         with self._lock:
-            self._received.append(Received(request, None if reply is DROP else reply.status, accepted))
+            self._received.append(
+                Received(request, None if reply is DROP else reply.status, accepted, arrived)
+            )
         return reply
 
     def _apply(self, request: Request, fault: Any) -> tuple[Reply, bool]:
@@ -343,18 +350,21 @@ class LocalHttpServer:
     # --- control API ---------------------------------------------------------------------------
 
     def _control(self, request: Request) -> Reply:
-        action = request.path[len(CONTROL_PREFIX) :].split("?")[0]
+        action, _, query = request.path[len(CONTROL_PREFIX) :].partition("?")
         try:
             if action == "received" and request.method == "GET":
+                # ?since=N: only the requests after the first N, so a poller reads each one once.
+                since = int(parse_qs(query).get("since", ["0"])[0])
                 items = [
                     {
                         "method": r.request.method,
                         "path": r.path,
                         "status": r.status,
                         "accepted": r.accepted,
+                        "at": r.at,
                         "body": r.request.body.decode("utf-8", "replace"),
                     }
-                    for r in self.received
+                    for r in self.received[since:]
                 ]
                 return Reply.of_json(200, items)
             if action == "reset" and request.method == "POST":
