@@ -11,9 +11,8 @@ import pytest
 import uvicorn
 from pydantic import SecretStr
 
-from tests.fakes import MandrillServer, TwilioServer
-from tests.fakes.mandrill_server import Outcome
-from tests.fakes.twilio_server import DEFAULT_SID
+from tests.fakes.mandrill_server import MandrillServer, Outcome
+from tests.fakes.twilio_server import DEFAULT_SID, TwilioServer
 from tests.webhooks.helpers import MANDRILL_KEY, SUPPRESSION_KEY
 from workers.messages import Channel
 from workers.receipts import ReceiptEffect, SuppressionReason, recipient_key
