@@ -1,4 +1,4 @@
-"""Thin Celery tasks: accept, deliver, resend, sweep; the use case and retry policy do the work."""
+"""Thin Celery tasks: accept, deliver, resend, sweep, receipt; the use case and retry policy do the work."""
 
 from __future__ import annotations
 

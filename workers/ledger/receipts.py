@@ -153,6 +153,22 @@ def _change_row(change: SuppressionChange, now: datetime) -> dict[str, Any]:
     }
 
 
+def _suppressions(receipts: Iterable[DeliveryReceipt]) -> list[SuppressionChange]:
+    return [
+        SuppressionChange(
+            provider=r.provider,
+            provider_event_id=r.provider_event_id,
+            channel=r.channel,
+            recipient_key=r.recipient_key,
+            reason=r.suppress,
+            add=True,
+            occurred_at=r.occurred_at,
+        )
+        for r in receipts
+        if r.suppress is not None and r.recipient_key
+    ]
+
+
 class ReceiptBook:
     """The ledger's receipts; collaborators (engine, clock) come in through the constructor."""
 
@@ -195,20 +211,11 @@ class ReceiptBook:
             for batch in by_row.values():
                 row = found[(batch[0].provider, batch[0].provider_message_id)]
                 moved += self._advance(conn, row, batch, now)
-            suppressed = sum(
-                add_in(
-                    conn,
-                    channel=r.channel,
-                    key=r.recipient_key,
-                    reason=r.suppress,
-                    source=r.provider_event_id,
-                    now=now,
-                )
-                for r in fresh
-                if r.suppress is not None and r.recipient_key
-            )
-            unsuppressed = 0
-            for change in sorted(unique_changes.values(), key=lambda c: c.occurred_at):
+            # A receipt that suppresses is one more addition to the list: receipts first, then the
+            # provider's own list changes in the order they happened, each applied once.
+            listed = sorted(unique_changes.values(), key=lambda c: c.occurred_at)
+            suppressed = unsuppressed = 0
+            for change in [*_suppressions(fresh), *listed]:
                 if (change.provider, change.provider_event_id) not in new:
                     continue
                 if change.add:

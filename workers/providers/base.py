@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 from workers.messages import EmailMessage, Receipt, SmsMessage
 
@@ -28,6 +28,11 @@ class SmsProvider(Protocol):
     def send_sms(self, message: SmsMessage) -> Receipt: ...
 
     def close(self) -> None: ...
+
+
+# Either channel's provider: what the fallback chain, the rate-limit wrapper and the registry are
+# written once over, each channel keeping its own send method name.
+ChannelProvider = TypeVar("ChannelProvider", EmailProvider, SmsProvider)
 
 
 @dataclass(frozen=True, slots=True)

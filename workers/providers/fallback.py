@@ -19,18 +19,18 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Generic
 
 from workers.errors import DeliveryError, GiveUp, ProviderMisconfigured, RateLimited, RetryLater
 from workers.messages import EmailMessage, Receipt, SmsMessage
-from workers.providers.base import EmailProvider, SmsProvider
+from workers.providers.base import ChannelProvider, EmailProvider, SmsProvider
 
 log = logging.getLogger(__name__)
 
-P = TypeVar("P", EmailProvider, SmsProvider)
 
-
-def _run(providers: Sequence[P], send: Callable[[P], Receipt], notification_id: str) -> Receipt:
+def _run(
+    providers: Sequence[ChannelProvider], send: Callable[[ChannelProvider], Receipt], notification_id: str
+) -> Receipt:
     failures: list[DeliveryError] = []
     for provider in providers:
         try:
@@ -76,35 +76,29 @@ def _run(providers: Sequence[P], send: Callable[[P], Receipt], notification_id: 
     raise failures[0]
 
 
-class FallbackEmailProvider:
-    """Email through the first provider of the chain that accepts the message."""
+class _Chain(Generic[ChannelProvider]):
+    """What a chain is for either channel; each channel's subclass adds only its send method."""
 
-    def __init__(self, providers: Sequence[EmailProvider]) -> None:
+    def __init__(self, providers: Sequence[ChannelProvider]) -> None:
         if not providers:
             raise ValueError("a fallback chain needs at least one provider")
-        self.providers = tuple(providers)
+        self.providers: tuple[ChannelProvider, ...] = tuple(providers)
         self.name = ",".join(provider.name for provider in self.providers)
+
+    def close(self) -> None:
+        for provider in self.providers:
+            provider.close()
+
+
+class FallbackEmailProvider(_Chain[EmailProvider]):
+    """Email through the first provider of the chain that accepts the message."""
 
     def send_email(self, message: EmailMessage) -> Receipt:
         return _run(self.providers, lambda provider: provider.send_email(message), message.notification_id)
 
-    def close(self) -> None:
-        for provider in self.providers:
-            provider.close()
 
-
-class FallbackSmsProvider:
+class FallbackSmsProvider(_Chain[SmsProvider]):
     """SMS through the first provider of the chain that accepts the message."""
-
-    def __init__(self, providers: Sequence[SmsProvider]) -> None:
-        if not providers:
-            raise ValueError("a fallback chain needs at least one provider")
-        self.providers = tuple(providers)
-        self.name = ",".join(provider.name for provider in self.providers)
 
     def send_sms(self, message: SmsMessage) -> Receipt:
         return _run(self.providers, lambda provider: provider.send_sms(message), message.notification_id)
-
-    def close(self) -> None:
-        for provider in self.providers:
-            provider.close()

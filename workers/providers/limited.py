@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Generic
+
 from workers.errors import RateLimited
 from workers.messages import EmailMessage, Receipt, SmsMessage
-from workers.providers.base import EmailProvider, SmsProvider
+from workers.providers.base import ChannelProvider, EmailProvider, SmsProvider
 from workers.ratelimit import SMS_SENDER, Limiter, Verdict
 
 
@@ -19,37 +21,35 @@ def _refuse(provider: str, verdict: Verdict) -> RateLimited:
     )
 
 
-class RateLimitedEmailProvider:
+class _Limited(Generic[ChannelProvider]):
+    """``inner`` behind its provider limit, for either channel; a subclass adds its send method."""
+
+    def __init__(self, inner: ChannelProvider, limiter: Limiter) -> None:
+        self.inner: ChannelProvider = inner
+        self.name = inner.name
+        self._limiter = limiter
+
+    def _admit(self, *more: tuple[str, str | None]) -> None:
+        # One acquire for every limit, so the limits are taken together or not at all.
+        verdict = self._limiter.acquire([(self.name, None), *more])
+        if not verdict.allowed:
+            raise _refuse(self.name, verdict)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class RateLimitedEmailProvider(_Limited[EmailProvider]):
     """``inner`` behind the limit named after it (``mandrill``, ``smtp``, ...)."""
 
-    def __init__(self, inner: EmailProvider, limiter: Limiter) -> None:
-        self.inner = inner
-        self.name = inner.name
-        self._limiter = limiter
-
     def send_email(self, message: EmailMessage) -> Receipt:
-        verdict = self._limiter.acquire([(self.name, None)])
-        if not verdict.allowed:
-            raise _refuse(self.name, verdict)
+        self._admit()
         return self.inner.send_email(message)
 
-    def close(self) -> None:
-        self.inner.close()
 
-
-class RateLimitedSmsProvider:
+class RateLimitedSmsProvider(_Limited[SmsProvider]):
     """``inner`` behind its provider limit and the per-sender limit, taken together or not at all."""
 
-    def __init__(self, inner: SmsProvider, limiter: Limiter) -> None:
-        self.inner = inner
-        self.name = inner.name
-        self._limiter = limiter
-
     def send_sms(self, message: SmsMessage) -> Receipt:
-        verdict = self._limiter.acquire([(self.name, None), (SMS_SENDER, message.from_number)])
-        if not verdict.allowed:
-            raise _refuse(self.name, verdict)
+        self._admit((SMS_SENDER, message.from_number))
         return self.inner.send_sms(message)
-
-    def close(self) -> None:
-        self.inner.close()

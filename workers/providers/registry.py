@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from workers.providers.base import EmailProvider, Probed, SmsProvider
+from collections.abc import Callable, Sequence
+
+from workers.providers.base import ChannelProvider, EmailProvider, Probed, SmsProvider
 from workers.providers.fallback import FallbackEmailProvider, FallbackSmsProvider
 from workers.providers.limited import RateLimitedEmailProvider, RateLimitedSmsProvider
 from workers.providers.mandrill import MandrillProvider
@@ -21,22 +23,26 @@ def build_email_provider(settings: Settings, *, limiter: Limiter | None = None) 
     Raises ConfigurationError when a named provider lacks its settings (e.g. no MANDRILL_API_KEY).
     """
     chain: list[EmailProvider] = [_email(name, settings) for name in settings.email_provider]
-    if limiter is not None:
-        chain = [RateLimitedEmailProvider(provider, limiter) for provider in chain]
-    if len(chain) == 1:
-        return chain[0]
-    return FallbackEmailProvider(chain)
+    return _assemble(chain, limiter, RateLimitedEmailProvider, FallbackEmailProvider)
 
 
 def build_sms_provider(settings: Settings, *, limiter: Limiter | None = None) -> SmsProvider:
     """The SMS provider (or fallback chain) that ``NOTIFY_SMS_PROVIDER`` names, rate-limited as above
     and also per sender number (limit ``sms-sender``)."""
     chain: list[SmsProvider] = [_sms(name, settings) for name in settings.sms_provider]
+    return _assemble(chain, limiter, RateLimitedSmsProvider, FallbackSmsProvider)
+
+
+def _assemble(
+    chain: Sequence[ChannelProvider],
+    limiter: Limiter | None,
+    limited: Callable[[ChannelProvider, Limiter], ChannelProvider],
+    fallback: Callable[[Sequence[ChannelProvider]], ChannelProvider],
+) -> ChannelProvider:
+    # Each provider behind its own limit first, so a chain moves on when one provider's limit says no.
     if limiter is not None:
-        chain = [RateLimitedSmsProvider(provider, limiter) for provider in chain]
-    if len(chain) == 1:
-        return chain[0]
-    return FallbackSmsProvider(chain)
+        chain = [limited(provider, limiter) for provider in chain]
+    return chain[0] if len(chain) == 1 else fallback(chain)
 
 
 def build_named_provider(name: str, settings: Settings) -> Probed:
