@@ -12,8 +12,11 @@ import pytest
 import structlog
 
 from tests.factories import basic_email, parsed, sms
+from tests.fakes.mandrill_server import MandrillServer
+from tests.fakes.twilio_server import TwilioServer
 from workers.compose import Composer
 from workers.dispatch import Dispatcher
+from workers.errors import LedgerUnavailable
 from workers.events.status import STATUS_CHANGED, BusAnnouncer
 from workers.events.status_pb2 import NotificationStatusChanged
 from workers.ledger import Ledger
@@ -21,7 +24,11 @@ from workers.ledger.queries import get_notification
 from workers.ledger.receipts import ReceiptBook
 from workers.ledger.suppressions import SuppressionCheck, Suppressions
 from workers.messages import Channel, Status, StatusChange
+from workers.providers.mandrill import REJECT_REASONS as MANDRILL_REJECT_REASONS
+from workers.providers.mandrill import MandrillProvider
+from workers.providers.mandrill_webhooks import REJECT_REASONS_SUPPRESSED
 from workers.providers.outbox import OutboxProvider
+from workers.providers.twilio import TwilioProvider
 from workers.receipts import DeliveryReceipt, ReceiptEffect, SuppressionReason, recipient_key
 from workers.rendering import TemplateStore, default_templates_dir, mention_template_data
 from workers.retry import RetryPolicy
@@ -214,3 +221,117 @@ def test_receipt_task_arguments_hold_no_address_and_bad_items_are_skipped(
     [line] = [line for line in logs if line["event"] == "receipt.malformed"]
     assert line["index"] == 1
     assert "person@" not in json.dumps(logs, default=str)
+
+
+# -- send-time sources of suppression: the provider's own refusal puts the recipient on the list ----
+
+
+def with_providers(
+    ledger: Ledger, email: Any, sms_provider: Any, mode: Literal["enforce", "record", "off"]
+) -> Dispatcher:
+    return Dispatcher(
+        ledger,
+        composer=Composer(TemplateStore(default_templates_dir()), mention_template_data),
+        email=email,
+        sms=sms_provider,
+        policy=RetryPolicy(max_attempts=3, jitter=lambda low, high: 0.0),
+        enqueue=lambda notification_id, label: None,
+        suppression=SuppressionCheck(Suppressions(ledger.engine), lambda: KEY),
+        suppression_mode=mode,
+        receipts=ReceiptBook(ledger.engine),
+    )
+
+
+@pytest.mark.parametrize("reject_reason", ["hard-bounce", "spam", "unsub"])
+def test_a_mandrill_rejection_for_the_recipient_suppresses_them(
+    ledger: Ledger, tmp_path: Path, reject_reason: str
+) -> None:
+    with MandrillServer(api_keys={"k"}) as server:
+        mandrill = MandrillProvider("k", base_url=server.api_url)
+        dispatcher = with_providers(ledger, mandrill, OutboxProvider(tmp_path), "enforce")
+        server.reject_address("Person@Example.org", reject_reason)
+        first, second = parsed(basic_email()), parsed(basic_email())
+        dispatcher.accept(first)
+        assert dispatcher.deliver(first.notification_id).status is Status.FAILED
+        view = get_notification(ledger.engine, first.notification_id)
+        assert view is not None and reject_reason in (view.error or "")
+        key = recipient_key(Channel.EMAIL, "person@example.org", KEY)
+        assert Suppressions(ledger.engine).is_suppressed(Channel.EMAIL, key) is SuppressionReason.REJECT
+        # The next one to that address never reaches Mandrill.
+        dispatcher.accept(second)
+        calls = len(server.received)
+        assert dispatcher.deliver(second.notification_id).status is Status.FAILED
+        assert len(server.received) == calls
+        view = get_notification(ledger.engine, second.notification_id)
+        assert view is not None and view.error == "suppressed: reject"
+        mandrill.close()
+
+
+@pytest.mark.parametrize("reject_reason", ["soft-bounce", "invalid", "custom", "rule"])
+def test_a_mandrill_rejection_about_the_sender_or_a_passing_state_lists_nobody(
+    ledger: Ledger, tmp_path: Path, reject_reason: str
+) -> None:
+    with MandrillServer(api_keys={"k"}) as server:
+        mandrill = MandrillProvider("k", base_url=server.api_url)
+        dispatcher = with_providers(ledger, mandrill, OutboxProvider(tmp_path), "enforce")
+        server.reject_address("person@example.org", reject_reason)
+        event = parsed(basic_email())
+        dispatcher.accept(event)
+        assert dispatcher.deliver(event.notification_id).status in {Status.FAILED, Status.RETRYING}
+        key = recipient_key(Channel.EMAIL, "person@example.org", KEY)
+        assert Suppressions(ledger.engine).is_suppressed(Channel.EMAIL, key) is None
+        mandrill.close()
+
+
+@pytest.mark.parametrize(
+    ("mode", "listed"),
+    [("enforce", SuppressionReason.STOP), ("record", SuppressionReason.STOP), ("off", None)],
+)
+def test_a_twilio_stop_refusal_suppresses_the_number_unless_suppression_is_off(
+    ledger: Ledger,
+    tmp_path: Path,
+    mode: Literal["enforce", "record", "off"],
+    listed: SuppressionReason | None,
+) -> None:
+    sid, token = "AC" + "2" * 32, "token"
+    with TwilioServer(sid, token) as server:
+        twilio = TwilioProvider(sid, token, base_url=server.base_url)
+        dispatcher = with_providers(ledger, OutboxProvider(tmp_path), twilio, mode)
+        server.refuse_number("+14155550199", code=21610)
+        event = parsed(sms())
+        dispatcher.accept(event)
+        with structlog.testing.capture_logs() as logs:
+            assert dispatcher.deliver(event.notification_id).status is Status.FAILED
+        key = recipient_key(Channel.SMS, "+14155550199", KEY)
+        assert Suppressions(ledger.engine).is_suppressed(Channel.SMS, key) is listed
+        assert "+14155550199" not in json.dumps(logs, default=str)
+        twilio.close()
+
+
+def test_a_list_write_that_fails_still_fails_the_notification(ledger: Ledger, tmp_path: Path) -> None:
+    class Away:
+        """A gate whose database is away for writes, as during an outage."""
+
+        def reason(self, channel: Channel, recipient: str) -> SuppressionReason | None:
+            return None
+
+        def add(self, channel: Channel, recipient: str, reason: SuppressionReason, *, source: str) -> bool:
+            raise LedgerUnavailable("suppressions: OperationalError")
+
+    sid, token = "AC" + "3" * 32, "token"
+    with TwilioServer(sid, token) as server:
+        twilio = TwilioProvider(sid, token, base_url=server.base_url)
+        dispatcher = with_providers(ledger, OutboxProvider(tmp_path), twilio, "enforce")
+        dispatcher.suppression = Away()
+        server.refuse_number("+14155550199", code=21610)
+        event = parsed(sms())
+        dispatcher.accept(event)
+        with structlog.testing.capture_logs() as logs:
+            assert dispatcher.deliver(event.notification_id).status is Status.FAILED
+        assert any(line["event"] == "deliver.suppress_unrecorded" for line in logs)
+        twilio.close()
+
+
+def test_the_send_time_and_webhook_reject_reasons_agree() -> None:
+    listed = {reason for reason, rule in MANDRILL_REJECT_REASONS.items() if rule.suppress is not None}
+    assert listed == REJECT_REASONS_SUPPRESSED

@@ -222,9 +222,12 @@ class NullObserver:
 
 
 class SuppressionGate(Protocol):
-    """Answers, before a send, whether the recipient is on the suppression list and why."""
+    """Answers, before a send, whether the recipient is on the suppression list and why; and puts
+    a recipient on it when the provider's refusal says they cannot or will not receive."""
 
     def reason(self, channel: Channel, recipient: str) -> SuppressionReason | None: ...
+
+    def add(self, channel: Channel, recipient: str, reason: SuppressionReason, *, source: str) -> bool: ...
 
 
 class ReceiptLedger(Protocol):
@@ -769,11 +772,54 @@ class Dispatcher:
             sms = self.composer.sms(claim.notification_id, claim.payload)
             self._check_list(claim, Channel.SMS, sms.to_number)
             with timer, provider_span(self.sms.name):
-                return self.sms.send_sms(sms)
+                try:
+                    return self.sms.send_sms(sms)
+                except GiveUp as exc:
+                    if exc.suppress is not None:
+                        self._suppress_refused(claim, Channel.SMS, sms.to_number, exc.suppress, exc)
+                    raise
         email = self.composer.email(claim.notification_id, claim.event_type, claim.payload)
         self._check_list(claim, Channel.EMAIL, email.to_address)
         with timer, provider_span(self.email.name):
-            return self.email.send_email(email)
+            try:
+                return self.email.send_email(email)
+            except GiveUp as exc:
+                if exc.suppress is not None:
+                    self._suppress_refused(claim, Channel.EMAIL, email.to_address, exc.suppress, exc)
+                raise
+
+    def _suppress_refused(
+        self, claim: Claim, channel: Channel, recipient: str, why: str, exc: GiveUp
+    ) -> None:
+        """The provider refused the recipient for good (a STOP, a hard bounce on its own list): list
+        them here too, so the next send fails before any provider call. The notification fails
+        either way; a list write that fails is logged, and the provider's next refusal tries again.
+        """
+        if self.suppression is None:
+            return  # NOTIFY_SUPPRESSION=off: no list at all
+        try:
+            added = self.suppression.add(
+                channel,
+                recipient,
+                SuppressionReason(why),
+                source=f"{exc.provider or 'provider'}:{exc.code or 'refused'}:{claim.notification_id}",
+            )
+        except (LedgerUnavailable, ValueError) as error:
+            log.warning(
+                "deliver.suppress_unrecorded",
+                notification_id=claim.notification_id,
+                provider=exc.provider,
+                error_class=type(error).__name__,
+            )
+            return
+        log.info(
+            "deliver.suppressed_by_provider",
+            notification_id=claim.notification_id,
+            provider=exc.provider,
+            code=exc.code,
+            reason=why,
+            added=added,
+        )
 
     def _check_list(self, claim: Claim, channel: Channel, recipient: str) -> None:
         """Before any provider call: enforce raises ``RecipientSuppressed``, record only counts."""

@@ -121,7 +121,19 @@ class RateLimited(RetryLater):
 
 
 class GiveUp(DeliveryError):
-    """Give up: the provider refused this message for good (invalid recipient, bounce, opt-out)."""
+    """Give up: the provider refused this message for good (invalid recipient, bounce, opt-out).
+
+    ``suppress`` is set when the refusal says the recipient cannot or will not receive (Mandrill
+    ``rejected`` for hard-bounce, spam or unsub; Twilio 21610, a STOP): put them on the suppression
+    list too. It is the list entry's reason, a ``workers.receipts.SuppressionReason`` value (this
+    module sits below that one, so it travels as text); never the recipient.
+    """
+
+    def __init__(
+        self, message: str, *, provider: str = "", code: str | None = None, suppress: str | None = None
+    ) -> None:
+        self.suppress = suppress
+        super().__init__(message, provider=provider, code=code)
 
 
 class RecipientSuppressed(GiveUp):

@@ -2,8 +2,9 @@
 
 The Mandrill and Twilio servers build on it: they say how to answer a request; this module owns
 the socket, the thread, the recording, the scripted faults (``fail_next``), the seeded failure-rate
-mode (``set_failure_rate``), a fixed reply delay for every request (``set_reply_delay``) and a
-JSON control API under ``/_control/`` for out-of-process use.
+mode (``set_failure_rate``), a fixed reply delay for every request (``set_reply_delay``), an answer
+held back until the test releases it (``HoldAnswer``) and a JSON control API under ``/_control/``
+for out-of-process use.
 """
 
 from __future__ import annotations
@@ -41,6 +42,18 @@ class Hang:
     """Wait ``seconds`` (longer than the client's timeout), then close without delivering."""
 
     seconds: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class HoldAnswer:
+    """Handle the request now (its webhooks go out), but hold the answer until ``release`` is set.
+
+    A provider whose receipt reaches the receiver before the send's answer reaches the sender;
+    the hold ends anyway after ``seconds`` or when the server stops.
+    """
+
+    release: threading.Event
+    seconds: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,6 +332,13 @@ class LocalHttpServer:
             fault = None
         if isinstance(fault, Status):
             return self.error_reply(fault.status, fault.retry_after), False
+        if isinstance(fault, HoldAnswer):
+            answer = self.handle(request, None)
+            deadline = time.monotonic() + fault.seconds
+            while not fault.release.wait(0.05):
+                if self._stopping.is_set() or time.monotonic() > deadline:
+                    break
+            return answer
         if self._reply_delay:
             self._stopping.wait(self._reply_delay)
         return self.handle(request, fault)

@@ -97,6 +97,9 @@ def test_every_reject_reason_follows_the_table(reason: str, rule: Rule) -> None:
     assert type(caught.value) is expected[rule.action]
     assert caught.value.code == reason
     assert "person@example.org" not in str(caught.value)
+    # hard-bounce, spam and unsub also put the recipient on our suppression list.
+    listed = rule.suppress.value if rule.suppress is not None else None
+    assert getattr(caught.value, "suppress", None) == listed
 
 
 def test_soft_bounce_retries_and_hard_bounce_gives_up() -> None:

@@ -19,7 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from workers.ledger.models import Suppression
 from workers.ledger.queries import MAX_PAGE_SIZE, BadQuery, iso
-from workers.ledger.store import Clock, utcnow
+from workers.ledger.store import Clock, away_is_retryable, utcnow
 from workers.ledger.tokens import BadPageToken, Cursor, PageTokens
 from workers.messages import Channel
 from workers.receipts import SuppressionReason, recipient_key
@@ -194,3 +194,12 @@ class SuppressionCheck:
 
     def reason(self, channel: Channel, recipient: str) -> SuppressionReason | None:
         return self._suppressions.is_suppressed(channel, self.key_of(channel, recipient))
+
+    def add(self, channel: Channel, recipient: str, reason: SuppressionReason, *, source: str) -> bool:
+        """Put the recipient on the list (hashed); True when they were not on it before.
+
+        ``ValueError`` when it is no address or number; ``LedgerUnavailable`` when the database is away.
+        """
+        key = self.key_of(channel, recipient)
+        with away_is_retryable("suppressions"):
+            return self._suppressions.add(channel, key, reason, source=source)

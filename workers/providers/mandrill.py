@@ -47,6 +47,7 @@ from workers.providers.http import (
 from workers.providers.mime import ascii_address, extra_headers
 from workers.providers.redact import redact
 from workers.providers.refusals import Rule
+from workers.receipts import SuppressionReason
 
 NAME = "mandrill"
 SEND_PATH = "messages/send"
@@ -73,12 +74,14 @@ ERROR_NAMES: Mapping[str, Rule] = {
 }
 
 # ``reject_reason`` of a ``rejected`` recipient (https://mandrillapp.com/api/docs/messages.html,
-# "reject_reason"; meanings from the Mandrill knowledge base on bounces and rejections).
+# "reject_reason"; meanings from the Mandrill knowledge base on bounces and rejections). The three
+# that say the recipient cannot or will not receive put them on our own list too (issue 15), as a
+# `reject` webhook event with the same reason does (providers/mandrill_webhooks.py).
 REJECT_REASONS: Mapping[str, Rule] = {
-    "hard-bounce": Rule(GiveUp, "the address hard-bounced before"),
+    "hard-bounce": Rule(GiveUp, "the address hard-bounced before", suppress=SuppressionReason.REJECT),
     "soft-bounce": Rule(RetryLater, "the address soft-bounced recently; the rejection expires"),
-    "spam": Rule(GiveUp, "the recipient marked earlier mail as spam"),
-    "unsub": Rule(GiveUp, "the recipient unsubscribed"),
+    "spam": Rule(GiveUp, "the recipient marked earlier mail as spam", suppress=SuppressionReason.REJECT),
+    "unsub": Rule(GiveUp, "the recipient unsubscribed", suppress=SuppressionReason.REJECT),
     "custom": Rule(GiveUp, "the address is on the account's own denylist"),
     "invalid-sender": Rule(GiveUp, "the sender address is invalid"),
     "invalid": Rule(GiveUp, "the recipient address is invalid"),

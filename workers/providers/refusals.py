@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 from workers.errors import DeliveryError, GiveUp, ProviderMisconfigured, RetryLater
+from workers.receipts import SuppressionReason
 
 # The names tests and operators know each outcome by, per error class (most specific first:
 # MaybeDelivered and RateLimited are RetryLater too).
@@ -24,10 +25,19 @@ _ACTIONS: tuple[tuple[type[DeliveryError], str], ...] = (
 
 @dataclass(frozen=True, slots=True)
 class Rule:
-    """One entry of an error table: raise ``error`` because ``why``."""
+    """One entry of an error table: raise ``error`` because ``why``.
+
+    ``suppress`` marks a refusal that says the recipient cannot or will not receive: the ``GiveUp``
+    raised carries it, so the dispatcher also puts the recipient on the suppression list.
+    """
 
     error: type[DeliveryError]
     why: str
+    suppress: SuppressionReason | None = None
+
+    def __post_init__(self) -> None:
+        if self.suppress is not None and self.error is not GiveUp:
+            raise TypeError("only a give-up rule can put the recipient on the suppression list")
 
     @property
     def action(self) -> str:
@@ -44,4 +54,6 @@ class Rule:
         message = f"{provider}: {self.why}" + (f" ({detail})" if detail else "")
         if issubclass(self.error, RetryLater):
             raise self.error(message, provider=provider, code=code, retry_after=retry_after)
+        if self.suppress is not None:
+            raise GiveUp(message, provider=provider, code=code, suppress=self.suppress.value)
         raise self.error(message, provider=provider, code=code)

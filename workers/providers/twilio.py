@@ -34,6 +34,7 @@ from workers.providers.http import (
 )
 from workers.providers.redact import redact
 from workers.providers.refusals import Rule
+from workers.receipts import SuppressionReason
 
 NAME = "twilio"
 MAX_BODY = 1600  # https://www.twilio.com/docs/api/errors/21617
@@ -127,7 +128,7 @@ ERROR_CODES: Mapping[int, Rule] = {
     21602: Rule(GiveUp, "the message body is required"),
     21604: Rule(GiveUp, "the 'To' number is required"),
     21606: Rule(GiveUp, "the 'From' number is not a message-capable number of this account"),
-    21610: Rule(GiveUp, "the recipient has opted out (STOP)"),
+    21610: Rule(GiveUp, "the recipient has opted out (STOP)", suppress=SuppressionReason.STOP),
     21612: Rule(GiveUp, "the 'To'/'From' combination cannot be routed"),
     21614: Rule(GiveUp, "the 'To' number is not a valid mobile number"),
     21617: Rule(GiveUp, "the body exceeds 1,600 characters"),
