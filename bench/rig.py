@@ -385,16 +385,15 @@ def bench_env(folder: Path, *, broker: str, database_url: str, **extra: str) -> 
     5-second ``stuck_after`` would re-enqueue a deep backlog while the benchmark builds it).
 
     ``NOTIFY_TASK_EVENTS`` passes through from the benchmark's own environment, so both the worker
-    and the ceiling run with or without Celery's task events."""
+    and the ceiling run with or without Celery's task events. ``extra`` wins over these defaults."""
+    defaults = {
+        "NOTIFY_SWEEP_INTERVAL": "30",
+        "NOTIFY_STUCK_AFTER": "600",
+        "NOTIFY_LOG_LEVEL": "INFO",
+        "NOTIFY_TASK_EVENTS": task_events(),
+    }
     return isolated_env(
-        folder,
-        broker_url=BROKERS[broker],
-        database_url=database_url,
-        NOTIFY_SWEEP_INTERVAL="30",
-        NOTIFY_STUCK_AFTER="600",
-        NOTIFY_LOG_LEVEL="INFO",
-        NOTIFY_TASK_EVENTS=task_events(),
-        **extra,
+        folder, broker_url=BROKERS[broker], database_url=database_url, **{**defaults, **extra}
     )
 
 
