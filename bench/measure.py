@@ -10,17 +10,20 @@ from __future__ import annotations
 import contextlib
 import shutil
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from celery import Celery
 
 from bench import rig
 from bench.services import settings_for
-from bench.workload import Planned, encoded, plan
+from bench.workload import MARK_HEADER, NOOP_SHAPE_VARIABLE, Planned, encoded, plan
 from workers.broker import broker_settings
 from workers.settings import Settings
+
+Shape = Literal["task", "bus"]  # the 1-hop ceiling, or the bus event plus one task (our shape)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,12 +44,19 @@ class Result:
 
 @dataclass
 class NotifyRun:
-    """A running notify worker with its providers and ledger, ready for events."""
+    """Running notify worker nodes with their providers and ledger, ready for events.
+
+    ``worker`` is the first node (the one with the sweeper's beat) and ``meter`` meters it; ``nodes``
+    holds every node, the first included."""
 
     settings: Settings
     worker: rig.Process
     providers: rig.Providers
     meter: rig.Meter
+    nodes: list[rig.Process] = field(default_factory=list)
+
+    def any_alive(self) -> bool:
+        return any(node.alive() for node in self.nodes or [self.worker])
 
     def send(self, planned: list[Planned], *, timeout: float) -> float:
         """Publish ``planned`` (encoded beforehand) and return the seconds until the last arrived."""
@@ -54,7 +64,7 @@ class NotifyRun:
         started = time.time()
         rig.publish_bus(self.settings, messages)
         last = self.providers.wait_for(
-            [p.notification_id for p in planned], timeout=timeout, alive=self.worker.alive
+            [p.notification_id for p in planned], timeout=timeout, alive=self.any_alive
         )
         if last is None:
             missing = len({p.notification_id for p in planned} - self.providers.arrivals().keys())
@@ -74,25 +84,42 @@ def notify_worker(
     *,
     delay: float = 0.0,
     folder: Path | None = None,
+    nodes: int = 1,
+    env: Mapping[str, str] | None = None,
 ) -> Iterator[NotifyRun]:
-    """A real worker (``notify worker``) on ``broker`` with a fresh ledger and local providers."""
+    """Real workers (``notify worker``) on ``broker`` with a fresh ledger and local providers.
+
+    ``nodes`` workers share the broker, queues and ledger, each under its own node name, with the
+    sweeper's beat in the first only, as a second box would be added; ``env`` adds settings."""
     folder = folder or rig.scratch_dir("notify")
     with rig.Providers(delay) as providers, rig.ledger_url(ledger, folder) as url:
-        env = rig.bench_env(folder, broker=broker, database_url=url, **providers.env())
+        env = rig.bench_env(folder, broker=broker, database_url=url, **providers.env(), **(env or {}))
         settings = settings_for(env)
         rig.prepare_ledger(settings)
-        worker = rig.Process(rig.notify_worker_argv(pool, concurrency), env, folder / "worker.log")
+        workers = [
+            rig.Process(
+                rig.notify_worker_argv(pool, concurrency, beat=index == 0),
+                env,
+                folder / ("worker.log" if index == 0 else f"worker-{index + 1}.log"),
+            )
+            for index in range(nodes)
+        ]
         try:
-            worker.start()
-            with rig.Meter(worker.pid) as meter:
-                run = NotifyRun(settings, worker, providers, meter)
+            for worker in workers:
+                worker.start()
+            with rig.Meter(workers[0].pid) as meter:
+                run = NotifyRun(settings, workers[0], providers, meter, workers)
+                if nodes > 1:
+                    # Else the first node up takes the whole warm-up (and the bus's backlog).
+                    rig.wait_for_consumers(settings, nodes, timeout=120, alive=run.any_alive)
                 # One event of each kind first: the worker is consuming, templates are compiled,
                 # connections to the database and the providers are open.
                 run.send(plan(10, seed=1), timeout=120)
                 meter.reset()
                 yield run
         finally:
-            worker.stop()
+            for worker in workers:
+                worker.stop()
             rig.drop_broker_state(settings)
     # Kept when the run failed: the worker log is in there.
     shutil.rmtree(folder, ignore_errors=True)
@@ -126,27 +153,37 @@ def measure_notify(
         )
 
 
-def measure_noop(broker: str, pool: str, concurrency: int, count: int) -> Result:
-    """The same broker, pool and concurrency running a task that does nothing."""
+def measure_noop(broker: str, pool: str, concurrency: int, count: int, *, shape: Shape = "task") -> Result:
+    """The same broker, pool and concurrency running a task that does nothing.
+
+    ``task``: the 1-hop ceiling, no-op tasks published here. ``bus``: the same-shape ceiling, the
+    benchmark's own raw VtEvents on a topic exchange, each turned into one no-op task by a consumer
+    bootstep in the worker (``bench/noop_app.py``); the clock runs from the first publish to the
+    last task finished, as it does for the notify worker."""
     folder = rig.scratch_dir("noop")
-    env = rig.bench_env(folder, broker=broker, database_url=f"sqlite:///{folder / 'unused.db'}")
+    env = rig.bench_env(
+        folder,
+        broker=broker,
+        database_url=f"sqlite:///{folder / 'unused.db'}",
+        **({NOOP_SHAPE_VARIABLE: "bus"} if shape == "bus" else {}),
+    )
     settings = settings_for(env)
     worker = rig.Process(rig.noop_worker_argv(pool, concurrency), env, folder / "worker.log")
+    run = _run_bus if shape == "bus" else _run_noops
     try:
         worker.start()
         with rig.Meter(worker.pid) as meter:
             app = _noop_publisher(settings)
-            queue = settings.task_queue
-            _run_noops(app, queue, 10, folder / "warm", timeout=120, alive=worker.alive)
+            run(app, settings, 10, folder / "warm", timeout=120, alive=worker.alive)
             meter.reset()
             cpu_before = meter.cpu_seconds()
-            seconds = _run_noops(
-                app, queue, count, folder / "done", timeout=max(120.0, count / 50), alive=worker.alive
+            seconds = run(
+                app, settings, count, folder / "done", timeout=max(120.0, count / 50), alive=worker.alive
             )
             cpu = meter.cpu_seconds() - cpu_before
             meter.sample()
         return Result(
-            f"no-op {pool} -c {concurrency}",
+            f"{'same-shape' if shape == 'bus' else 'no-op'} {pool} -c {concurrency}",
             count,
             seconds,
             meter.peak_rss / 2**20,
@@ -173,16 +210,31 @@ def _noop_publisher(settings: Settings) -> Celery:
 
 
 def _run_noops(
-    app: Celery, queue: str, count: int, marker: Path, *, timeout: float, alive: Callable[[], bool]
+    app: Celery, settings: Settings, count: int, marker: Path, *, timeout: float, alive: Callable[[], bool]
 ) -> float:
+    queue = settings.task_queue
     started = time.time()
     with app.producer_or_acquire() as producer:
         for index in range(count):
             app.send_task("bench.noop", (index,), queue=queue, producer=producer)
         app.send_task("bench.mark", (str(marker),), queue=queue, producer=producer)
+    _wait_for_marker(marker, count, timeout=timeout, alive=alive)
+    return marker.stat().st_mtime - started
+
+
+def _run_bus(
+    app: Celery, settings: Settings, count: int, marker: Path, *, timeout: float, alive: Callable[[], bool]
+) -> float:
+    messages = encoded(plan(count))  # the mix measure_notify publishes, encoded before the clock
+    started = time.time()
+    rig.publish_bus(settings, messages, last_headers={MARK_HEADER: str(marker)})
+    _wait_for_marker(marker, count, timeout=timeout, alive=alive)
+    return marker.stat().st_mtime - started
+
+
+def _wait_for_marker(marker: Path, count: int, *, timeout: float, alive: Callable[[], bool]) -> None:
     deadline = time.monotonic() + timeout
     while not marker.exists():
         if time.monotonic() > deadline or not alive():
             raise RuntimeError(f"the no-op worker did not finish {count} tasks within {timeout:.0f} s")
         time.sleep(0.005)
-    return marker.stat().st_mtime - started

@@ -8,6 +8,7 @@ Service addresses and the isolated environment come from ``bench.services``, whi
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import re
@@ -19,7 +20,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -136,7 +137,8 @@ class Providers:
         self.delay = delay
         self._patterns = ((self.mandrill, _MANDRILL_ID), (self.twilio, _TWILIO_ID))
         self._seen = {id(self.mandrill): 0, id(self.twilio): 0}
-        self._arrivals: dict[str, float] = {}
+        self._arrivals: dict[str, float] = {}  # the first acceptance of each id
+        self._accepted: collections.Counter[str] = collections.Counter()  # every acceptance
 
     def __enter__(self) -> Providers:
         with contextlib.ExitStack() as started:
@@ -169,6 +171,7 @@ class Providers:
                 found = pattern.search(item["body"]) if item["accepted"] else None
                 if found:
                     self._arrivals.setdefault(found.group(1), float(item["at"]))
+                    self._accepted[found.group(1)] += 1
 
     def delivered(self) -> int:
         self._poll()
@@ -177,6 +180,11 @@ class Providers:
     def arrivals(self) -> dict[str, float]:
         self._poll()
         return dict(self._arrivals)
+
+    def acceptances(self) -> collections.Counter[str]:
+        """How many times a provider accepted each id: the ground truth of what was sent."""
+        self._poll()
+        return collections.Counter(self._accepted)
 
     def wait_for(self, ids: Sequence[str], *, timeout: float, alive: Callable[[], bool]) -> float | None:
         """Wait until every id has arrived; the arrival time of the last one, None on timeout."""
@@ -318,6 +326,13 @@ class Process:
     def alive(self) -> bool:
         return self.popen is not None and self.popen.poll() is None
 
+    def kill(self) -> None:
+        """SIGKILL the whole process group: no shutdown, no acks, no last writes."""
+        assert self.popen is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        self.popen.wait(timeout=30)
+
     def stop(self) -> None:
         if self.popen is None or self.popen.poll() is not None:
             return
@@ -334,9 +349,10 @@ class Process:
         return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
 
 
-def notify_worker_argv(pool: str, concurrency: int) -> list[str]:
+def notify_worker_argv(pool: str, concurrency: int, *, beat: bool = True) -> list[str]:
     """``notify worker`` with this pool; gevent needs Celery's own entry point, which monkey-patches
-    before anything imports sockets (``notify worker`` imports them first)."""
+    before anything imports sockets (``notify worker`` imports them first) and runs no beat.
+    ``beat=False`` for every node but one: one sweeper schedule per deployment."""
     if pool == "gevent":
         return [
             sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker",
@@ -345,7 +361,7 @@ def notify_worker_argv(pool: str, concurrency: int) -> list[str]:
         ]  # fmt: skip
     return [
         sys.executable, "-m", "workers", "worker", f"--pool={pool}", f"--concurrency={concurrency}",
-        f"--hostname={_node('notify')}",
+        f"--hostname={_node('notify')}", *([] if beat else ["--no-beat"]),
     ]  # fmt: skip
 
 
@@ -369,16 +385,15 @@ def bench_env(folder: Path, *, broker: str, database_url: str, **extra: str) -> 
     5-second ``stuck_after`` would re-enqueue a deep backlog while the benchmark builds it).
 
     ``NOTIFY_TASK_EVENTS`` passes through from the benchmark's own environment, so both the worker
-    and the ceiling run with or without Celery's task events."""
+    and the ceiling run with or without Celery's task events. ``extra`` wins over these defaults."""
+    defaults = {
+        "NOTIFY_SWEEP_INTERVAL": "30",
+        "NOTIFY_STUCK_AFTER": "600",
+        "NOTIFY_LOG_LEVEL": "INFO",
+        "NOTIFY_TASK_EVENTS": task_events(),
+    }
     return isolated_env(
-        folder,
-        broker_url=BROKERS[broker],
-        database_url=database_url,
-        NOTIFY_SWEEP_INTERVAL="30",
-        NOTIFY_STUCK_AFTER="600",
-        NOTIFY_LOG_LEVEL="INFO",
-        NOTIFY_TASK_EVENTS=task_events(),
-        **extra,
+        folder, broker_url=BROKERS[broker], database_url=database_url, **{**defaults, **extra}
     )
 
 
@@ -405,13 +420,47 @@ def drop_broker_state(settings: Settings) -> None:
             Exchange(settings.task_queue, channel=channel).delete()
 
 
-def publish_bus(settings: Settings, messages: Sequence[tuple[bytes, str, str]]) -> None:
-    """Put raw events on the bus with plain kombu, as a foreign producer does."""
+def wait_for_consumers(settings: Settings, nodes: int, *, timeout: float, alive: Callable[[], bool]) -> None:
+    """Wait until ``nodes`` workers consume both the bus queue and the task queue (RabbitMQ counts
+    consumers; on other brokers this returns at once)."""
+    if not settings.broker_url.startswith("amqp"):
+        return
+    deadline = time.monotonic() + timeout
+    while True:
+        counts = []
+        with connection(settings) as conn:
+            for name in (settings.event_queue, settings.task_queue):
+                try:
+                    # A passive declare that fails closes the channel: one fresh channel per queue.
+                    with conn.channel() as channel:
+                        counts.append(channel.queue_declare(queue=name, passive=True).consumer_count)
+                except Exception:
+                    counts.append(0)  # not declared yet: no worker got that far
+        if min(counts) >= nodes:
+            return
+        if time.monotonic() > deadline or not alive():
+            raise RuntimeError(
+                f"{nodes} workers did not all start consuming within {timeout:.0f} s: {counts}"
+            )
+        time.sleep(0.2)
+
+
+def publish_bus(
+    settings: Settings,
+    messages: Sequence[tuple[bytes, str, str]],
+    *,
+    last_headers: Mapping[str, str] | None = None,
+) -> None:
+    """Put raw events on the bus with plain kombu, as a foreign producer does.
+
+    ``last_headers`` go on the last message only (the same-shape ceiling's end-of-run marker), on
+    the same channel as the others, so the broker queues it after them."""
     with connection(settings) as conn:
         declare_bus(conn, settings)
         producer = Producer(conn.default_channel)
         exchange = event_exchange(settings)
-        for body, content_type, routing_key in messages:
+        last = len(messages) - 1
+        for index, (body, content_type, routing_key) in enumerate(messages):
             producer.publish(
                 body,
                 exchange=exchange,
@@ -419,6 +468,7 @@ def publish_bus(settings: Settings, messages: Sequence[tuple[bytes, str, str]]) 
                 content_type=content_type,
                 content_encoding="binary",
                 delivery_mode=2,
+                headers=dict(last_headers) if last_headers and index == last else None,
             )
 
 

@@ -2,6 +2,8 @@
 
 Every event carries the publish moment (epoch milliseconds) in its baggage under ``PUBLISHED_AT``, and
 every SMS body ends with ``ref <id>`` so the local Twilio server can tell which notification it got.
+For the same-shape ceiling (``bench/noop_app.py``, on when ``NOOP_SHAPE_VARIABLE`` is ``bus``), the
+last event of a run carries ``MARK_HEADER`` naming the file its worker touches once it got there.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from workers.events.core_pb2 import VtEvent
 from workers.samples import basic_email, mention, sms
 
 PUBLISHED_AT = "bench-published-at-ms"
+MARK_HEADER = "bench-mark"
+NOOP_SHAPE_VARIABLE = "BENCH_NOOP_SHAPE"
 ROUTING_KEYS = {
     "BasicEmail": "events.BasicEmail",
     "SMSNotification": "events.SMSNotification",

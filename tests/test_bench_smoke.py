@@ -26,20 +26,22 @@ def run(script: str, *args: str) -> str:
     return done.stdout
 
 
-@pytest.mark.parametrize("script", ["throughput.py", "latency.py", "io_bound.py"])
+@pytest.mark.parametrize("script", ["throughput.py", "latency.py", "io_bound.py", "scale.py"])
 def test_every_script_explains_itself(script: str) -> None:
     assert "usage:" in run(script, "--help")
 
 
-def test_throughput_prints_the_ceiling_the_worker_and_the_ratio() -> None:
+def test_throughput_prints_both_ceilings_the_worker_and_the_ratios() -> None:
     require_service("redis")
     out = run("throughput.py", "--quick", "--broker", "both")
     for broker in ("rabbitmq", "redis"):
-        assert f"[{broker} run 1] no-op threads -c 8" in out
-        assert f"[{broker} run 1] notify threads -c 8" in out
-        assert f"[{broker} run 1] ratio" in out
+        assert f"[{broker} run 1] no-op threads -c 32" in out
+        assert f"[{broker} run 1] same-shape threads -c 32" in out
+        assert f"[{broker} run 1] notify threads -c 32" in out
+        assert f"[{broker} run 1] ratio" in out and "of the same-shape ceiling" in out
     assert "'sent': 200" in out  # every event of the quick run reached the ledger as sent
-    assert out.count("peak RSS") >= 4
+    assert out.count("peak RSS") >= 6
+    assert out.count("load ") >= 6  # every figure beside the load it ran under
 
 
 def test_latency_prints_percentiles_and_memory() -> None:
