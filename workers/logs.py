@@ -149,6 +149,8 @@ def configure(*, level: str | int = "INFO", fmt: str = "auto", secrets: tuple[st
     # Flower already say, and cost a tenth of the worker's CPU at load; keep them for DEBUG only.
     # So does httpx.Client's "HTTP Request: POST ..." line per provider call (about a tenth of a send's
     # client-side CPU, bench/providers.py), which our provider.* lines and the ledger already tell.
+    # Alembic names each of its plugins at start-up (seven lines before every `notify webhooks` or
+    # worker start); its migration lines ("Running upgrade ...") come from alembic.runtime.migration.
     quiet = logging.WARNING if root.level > logging.DEBUG else logging.NOTSET
-    for name in ("celery.worker.strategy", "celery.app.trace", "httpx"):
+    for name in ("celery.worker.strategy", "celery.app.trace", "httpx", "alembic.runtime.plugins"):
         logging.getLogger(name).setLevel(quiet)
