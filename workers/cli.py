@@ -6,7 +6,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from importlib.resources import files
 from pathlib import Path
@@ -20,7 +20,7 @@ from workers.settings import Settings, load_settings, mask_url
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-    from workers.ledger import Ledger, NotificationView, PageTokens
+    from workers.ledger import BadQuery, Ledger, NotificationView, PageTokens
 
 EXIT_USAGE = 2
 
@@ -260,6 +260,20 @@ def _page_tokens(settings: Settings) -> PageTokens:
     return PageTokens(lambda: load_key(settings.page_token_key.get_secret_value(), settings.state_dir))
 
 
+def _bad_query(exc: BadQuery) -> int:
+    _err(f"notify: --{exc.argument.replace('_', '-')}: {exc}")
+    return EXIT_USAGE
+
+
+def _json_page(items: Iterable[Any], next_page_token: str | None) -> int:
+    """``--json``: one object per line, then the token of the next page when more rows remain."""
+    for item in items:
+        _out(json.dumps(item.as_json(), ensure_ascii=False))
+    if next_page_token:
+        _out(json.dumps({"next_page_token": next_page_token}))
+    return 0
+
+
 def cmd_list(settings: Settings, args: argparse.Namespace, statuses: tuple[Status, ...]) -> int:
     from workers.ledger import BadQuery, ListFilter, list_notifications
 
@@ -287,14 +301,9 @@ def cmd_list(settings: Settings, args: argparse.Namespace, statuses: tuple[Statu
             page_token=args.page_token,
         )
     except BadQuery as exc:
-        _err(f"notify: --{exc.argument.replace('_', '-')}: {exc}")
-        return EXIT_USAGE
+        return _bad_query(exc)
     if args.json:
-        for item in page.items:
-            _out(json.dumps(item.as_json(), ensure_ascii=False))
-        if page.next_page_token:
-            _out(json.dumps({"next_page_token": page.next_page_token}))
-        return 0
+        return _json_page(page.items, page.next_page_token)
     _out(HEADER)
     for item in page.items:
         _out(_row_line(item))
@@ -435,14 +444,9 @@ def cmd_suppressions(settings: Settings, args: argparse.Namespace, extra: list[s
                 page_token=args.page_token,
             )
         except BadQuery as exc:
-            _err(f"notify: --{exc.argument.replace('_', '-')}: {exc}")
-            return EXIT_USAGE
+            return _bad_query(exc)
         if args.json:
-            for item in page.items:
-                _out(json.dumps(item.as_json()))
-            if page.next_page_token:
-                _out(json.dumps({"next_page_token": page.next_page_token}))
-            return 0
+            return _json_page(page.items, page.next_page_token)
         _out(f"{'CHAN':<6} {'REASON':<12} {'ADDED (UTC)':<19}  {'SOURCE':<24} RECIPIENT KEY")
         for item in page.items:
             when = item.created_at.strftime("%Y-%m-%d %H:%M:%S")

@@ -55,6 +55,10 @@ HEALTH_PATH = "/healthz"
 MAX_BODY = 10 * 1024 * 1024
 # Said in MiB: a bare byte count in a log line reads like a phone number to the log scrubber.
 TOO_LARGE = "body over 10 MiB"
+SIGNATURE_HEADERS = {
+    mandrill_webhooks.PROVIDER: mandrill_webhooks.SIGNATURE_HEADER,
+    twilio_callbacks.PROVIDER: twilio_callbacks.SIGNATURE_HEADER,
+}
 # A Twilio callback has about 15 fields, a Mandrill batch one; far more is no provider's request.
 MAX_FIELDS = 64
 RECEIPT_TASK = "notifications.receipt"
@@ -274,22 +278,39 @@ def create_app(
         body = {"receipts": len(receipts), "changes": len(changes), "skipped": sum(skipped.values())}
         return JSONResponse(body, headers={"X-Request-Id": request_id})
 
-    async def mandrill(request: Request) -> Response:
-        if request.method in ("GET", "HEAD"):
-            return Response(status_code=200)
-        request_id = uuid.uuid4().hex
-        provider = mandrill_webhooks.PROVIDER
+    async def signed_form(
+        request: Request,
+        provider: str,
+        request_id: str,
+        path: str,
+        valid: Callable[[str, FormData, str | None], bool],
+    ) -> FormData | Response:
+        """The posted form once its signature holds for the registered URL; else the refusal to answer."""
         try:
             form = await _read_form(request)
         except _BodyTooLarge:
             return _refuse(provider, request_id, 413, TOO_LARGE)
         except InvalidWebhook as exc:
             return _refuse(provider, request_id, 400, str(exc))
-        given = request.headers.get(mandrill_webhooks.SIGNATURE_HEADER)
-        url = config.signed_url(MANDRILL_PATH, request.url.query)
-        params = [(name, value) for name, value in form.multi_items() if isinstance(value, str)]
-        if not mandrill_webhooks.signature_valid(mandrill_key, url, params, given):
+        header = SIGNATURE_HEADERS[provider]
+        given = request.headers.get(header)
+        if not valid(config.signed_url(path, request.url.query), form, given):
             return _refuse(provider, request_id, 403, "signature missing" if not given else "signature wrong")
+        return form
+
+    async def mandrill(request: Request) -> Response:
+        if request.method in ("GET", "HEAD"):
+            return Response(status_code=200)
+        request_id = uuid.uuid4().hex
+        provider = mandrill_webhooks.PROVIDER
+
+        def valid(url: str, form: FormData, given: str | None) -> bool:
+            params = [(name, value) for name, value in form.multi_items() if isinstance(value, str)]
+            return mandrill_webhooks.signature_valid(mandrill_key, url, params, given)
+
+        form = await signed_form(request, provider, request_id, MANDRILL_PATH, valid)
+        if isinstance(form, Response):
+            return form
         raw = form.get(mandrill_webhooks.EVENTS_FIELD)
         if not isinstance(raw, str):
             return _refuse(provider, request_id, 400, f"{mandrill_webhooks.EVENTS_FIELD}: is missing")
@@ -302,16 +323,13 @@ def create_app(
     async def twilio(request: Request) -> Response:
         request_id = uuid.uuid4().hex
         provider = twilio_callbacks.PROVIDER
-        try:
-            form = await _read_form(request)
-        except _BodyTooLarge:
-            return _refuse(provider, request_id, 413, TOO_LARGE)
-        except InvalidWebhook as exc:
-            return _refuse(provider, request_id, 400, str(exc))
-        given = request.headers.get(twilio_callbacks.SIGNATURE_HEADER)
-        url = config.signed_url(TWILIO_PATH, request.url.query)
-        if not twilio_callbacks.signature_valid(twilio_token, url, form, given):
-            return _refuse(provider, request_id, 403, "signature missing" if not given else "signature wrong")
+
+        def valid(url: str, form: FormData, given: str | None) -> bool:
+            return twilio_callbacks.signature_valid(twilio_token, url, form, given)
+
+        form = await signed_form(request, provider, request_id, TWILIO_PATH, valid)
+        if isinstance(form, Response):
+            return form
         fields = {name: value for name, value in form.multi_items() if isinstance(value, str)}
         try:
             receipt = twilio_callbacks.parse_callback(fields, config.suppression_key, clock())
