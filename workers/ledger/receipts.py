@@ -238,10 +238,8 @@ class ReceiptBook:
         """Match and apply the receipts kept for this message id, now that the ledger knows it."""
         r = ReceiptRecord
         with away_is_retryable("waiting receipts"), self.engine.begin() as conn:
-            found = self._rows_for_ids(conn, {(provider, provider_message_id)})
-            row = found.get((provider, provider_message_id))
-            if row is None:
-                return []
+            # The waiting receipts first: after almost every send there are none, and then one
+            # query is all this costs (the dispatcher calls it once per sent notification).
             waiting = conn.execute(
                 select(*_RECEIPT)
                 .where(
@@ -252,6 +250,10 @@ class ReceiptBook:
                 .order_by(r.occurred_at, r.id)
             ).all()
             if not waiting:
+                return []
+            found = self._rows_for_ids(conn, {(provider, provider_message_id)})
+            row = found.get((provider, provider_message_id))
+            if row is None:
                 return []
             receipts = [_from_record(record) for record in waiting]
             self._link(conn, [(row.id, receipt) for receipt in receipts])
