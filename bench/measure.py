@@ -45,7 +45,7 @@ class NotifyRun:
 
     settings: Settings
     worker: rig.Process
-    providers: rig.Providers
+    providers: rig.Providers | rig.Outbox
     meter: rig.Meter
 
     def send(self, planned: list[Planned], *, timeout: float) -> float:
@@ -74,10 +74,13 @@ def notify_worker(
     *,
     delay: float = 0.0,
     folder: Path | None = None,
+    outbox: bool = False,
 ) -> Iterator[NotifyRun]:
-    """A real worker (``notify worker``) on ``broker`` with a fresh ledger and local providers."""
+    """A real worker (``notify worker``) on ``broker`` with a fresh ledger and local providers
+    (the local Mandrill and Twilio servers, or with ``outbox`` the outbox providers' files)."""
     folder = folder or rig.scratch_dir("notify")
-    with rig.Providers(delay) as providers, rig.ledger_url(ledger, folder) as url:
+    destination = rig.Outbox(folder / "outbox") if outbox else rig.Providers(delay)
+    with destination as providers, rig.ledger_url(ledger, folder) as url:
         env = rig.bench_env(folder, broker=broker, database_url=url, **providers.env())
         settings = settings_for(env)
         rig.prepare_ledger(settings)
