@@ -51,7 +51,7 @@ class NotifyRun:
 
     settings: Settings
     worker: rig.Process
-    providers: rig.Providers
+    providers: rig.Providers | rig.Outbox
     meter: rig.Meter
     nodes: list[rig.Process] = field(default_factory=list)
 
@@ -86,13 +86,16 @@ def notify_worker(
     folder: Path | None = None,
     nodes: int = 1,
     env: Mapping[str, str] | None = None,
+    outbox: bool = False,
 ) -> Iterator[NotifyRun]:
-    """Real workers (``notify worker``) on ``broker`` with a fresh ledger and local providers.
+    """Real workers (``notify worker``) on ``broker`` with a fresh ledger and local providers (the
+    local Mandrill and Twilio servers, or with ``outbox`` the outbox providers' files).
 
     ``nodes`` workers share the broker, queues and ledger, each under its own node name, with the
     sweeper's beat in the first only, as a second box would be added; ``env`` adds settings."""
     folder = folder or rig.scratch_dir("notify")
-    with rig.Providers(delay) as providers, rig.ledger_url(ledger, folder) as url:
+    destination = rig.Outbox(folder / "outbox") if outbox else rig.Providers(delay)
+    with destination as providers, rig.ledger_url(ledger, folder) as url:
         env = rig.bench_env(folder, broker=broker, database_url=url, **providers.env(), **(env or {}))
         settings = settings_for(env)
         rig.prepare_ledger(settings)

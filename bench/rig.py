@@ -199,6 +199,59 @@ class Providers:
             time.sleep(0.2)
 
 
+class Outbox:
+    """The outbox providers as the worker's destination: arrival times of sends are the files' times.
+
+    Same reading interface as ``Providers``; the worker writes ``email/<id>.eml`` and
+    ``sms/<id>.json`` (bench ids are UUIDs, so the file name is the id)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._arrivals: dict[str, float] = {}
+
+    def __enter__(self) -> Outbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def env(self) -> dict[str, str]:
+        return {
+            "NOTIFY_EMAIL_PROVIDER": "outbox",
+            "NOTIFY_SMS_PROVIDER": "outbox",
+            "NOTIFY_OUTBOX_DIR": str(self.folder),
+        }
+
+    def _poll(self) -> None:
+        for kind in ("email", "sms"):
+            with contextlib.suppress(FileNotFoundError), os.scandir(self.folder / kind) as entries:
+                for entry in entries:
+                    name, dot, _ = entry.name.rpartition(".")
+                    if dot and not name.startswith(".") and name not in self._arrivals:
+                        with contextlib.suppress(FileNotFoundError):
+                            self._arrivals[name] = entry.stat().st_mtime
+
+    def delivered(self) -> int:
+        self._poll()
+        return len(self._arrivals)
+
+    def arrivals(self) -> dict[str, float]:
+        self._poll()
+        return dict(self._arrivals)
+
+    def wait_for(self, ids: Sequence[str], *, timeout: float, alive: Callable[[], bool]) -> float | None:
+        """Wait until every id has arrived; the arrival time of the last one, None on timeout."""
+        wanted = set(ids)
+        deadline = time.monotonic() + timeout
+        while True:
+            self._poll()
+            if not wanted - self._arrivals.keys():
+                return max(self._arrivals[i] for i in wanted)
+            if time.monotonic() > deadline or not alive():
+                return None
+            time.sleep(0.2)
+
+
 # --- ledgers -------------------------------------------------------------------------------------
 
 

@@ -50,6 +50,12 @@ def test_latency_prints_percentiles_and_memory() -> None:
     assert "peak RSS" in out
 
 
+def test_memory_prints_rss_after_each_step() -> None:
+    out = run("memory.py", "--quick", "--outbox")
+    assert "after    100: RSS" in out and "after    200: RSS" in out
+    assert "ms/notification" in out
+
+
 def test_io_bound_prints_each_configuration_and_a_recommendation() -> None:
     out = run("io_bound.py", "--quick")
     assert "threads  -c 8" in out and "threads  -c 50" in out

@@ -105,6 +105,17 @@ def test_the_client_keeps_every_connection_the_setting_allows() -> None:
         client.close()
 
 
+def test_requests_carry_only_the_headers_the_providers_use() -> None:
+    client = make_client(timeout=10.0)
+    try:
+        sent = client.build_request("POST", "https://api.example.com/send", json={"a": 1}).headers
+        assert "accept-encoding" not in sent and "connection" not in sent
+        assert sent["user-agent"].startswith("notify-workers/")
+        assert sent["content-type"] == "application/json"
+    finally:
+        client.close()
+
+
 def test_sdk_response_carries_status_text_and_headers() -> None:
     reply = httpx.Response(
         201,

@@ -50,6 +50,18 @@ _RECEIPT = (
     ReceiptRecord.error_code,
     ReceiptRecord.occurred_at,
 )
+# The receipts kept for one message id that no notification has claimed yet, oldest first. Built
+# once: apply_waiting runs after every sent notification, and a statement built per call costs
+# its construction and cache-key walk each time (py-spy, bench/profile_worker.py --outbox).
+WAITING_FOR_MESSAGE = (
+    select(*_RECEIPT)
+    .where(
+        ReceiptRecord.provider == bindparam("b_provider"),
+        ReceiptRecord.provider_message_id == bindparam("b_message_id"),
+        ReceiptRecord.notification_id.is_(None),
+    )
+    .order_by(ReceiptRecord.occurred_at, ReceiptRecord.id)
+)
 # Each compare-and-set step may lose to a concurrent writer; it re-reads and tries again this often.
 MAX_RACES = 3
 
@@ -243,22 +255,17 @@ class ReceiptBook:
 
     def apply_waiting(self, provider: str, provider_message_id: str) -> list[Moved]:
         """Match and apply the receipts kept for this message id, now that the ledger knows it."""
-        r = ReceiptRecord
         with away_is_retryable("waiting receipts"), self.engine.begin() as conn:
+            # The waiting receipts first: after almost every send there are none, and then one
+            # query is all this costs (the dispatcher calls it once per sent notification).
+            waiting = conn.execute(
+                WAITING_FOR_MESSAGE, {"b_provider": provider, "b_message_id": provider_message_id}
+            ).all()
+            if not waiting:
+                return []
             found = self._rows_for_ids(conn, {(provider, provider_message_id)})
             row = found.get((provider, provider_message_id))
             if row is None:
-                return []
-            waiting = conn.execute(
-                select(*_RECEIPT)
-                .where(
-                    r.provider == provider,
-                    r.provider_message_id == provider_message_id,
-                    r.notification_id.is_(None),
-                )
-                .order_by(r.occurred_at, r.id)
-            ).all()
-            if not waiting:
                 return []
             receipts = [_from_record(record) for record in waiting]
             self._link(conn, [(row.id, receipt) for receipt in receipts])

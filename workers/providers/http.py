@@ -28,6 +28,8 @@ CONNECT_TIMEOUT_CAP = 5.0
 DEFAULT_MAX_CONNECTIONS: int = Settings.model_fields["http_max_connections"].default
 # A longer hint is a provider's mistake (or a hostile reply): the retry budget bounds waits anyway.
 RETRY_AFTER_CAP = 86400.0
+# httpx.Client's default request headers that the providers do without (see make_client).
+UNUSED_DEFAULT_HEADERS = ("Accept-Encoding", "Connection")
 
 
 def make_client(*, timeout: float, max_connections: int = DEFAULT_MAX_CONNECTIONS) -> httpx.Client:
@@ -36,12 +38,20 @@ def make_client(*, timeout: float, max_connections: int = DEFAULT_MAX_CONNECTION
     Every connection it may open is kept alive: the worker's threads share the client, and a
     connection closed after each burst would be opened again (TCP and TLS) on the next.
     """
-    return httpx.Client(
+    client = httpx.Client(
         timeout=httpx.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT_CAP)),
         limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
         headers={"User-Agent": USER_AGENT},
         cookies=NoCookies(),
     )
+    # Every request header is validated by h11 and httpcore and copied header by header into the
+    # cookie jar's request view on each send (an O(headers^2) walk; httpx has no option to skip the
+    # cookie step: encode/httpx#2992). These two of the Client's defaults earn nothing here:
+    # HTTP/1.1 keeps connections alive without "Connection: keep-alive", and the APIs' replies are
+    # a few hundred bytes of JSON, not worth compressing.
+    for name in UNUSED_DEFAULT_HEADERS:
+        del client.headers[name]
+    return client
 
 
 class NoCookies(CookieJar):

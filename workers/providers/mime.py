@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from email import policy as email_policy
-from email.headerregistry import Address
+from email.headerregistry import Address, BaseHeader, HeaderRegistry
 from email.message import EmailMessage as MimeMessage
 from email.parser import HeaderParser
+from email.policy import EmailPolicy
 from email.utils import formatdate
 from urllib.parse import quote
 
@@ -80,11 +82,53 @@ def ascii_address(address: str) -> Address:
     return Address(username=local, domain=domain)
 
 
+class HeaderClasses(HeaderRegistry):
+    """The email package's header registry, making each header class once instead of per header.
+
+    CPython's ``HeaderRegistry.__getitem__`` builds a new class (``type(...)``) every time a header
+    is set, read or folded: about a twentieth of the worker's CPU with outbox providers (py-spy,
+    bench/profile_worker.py --outbox). The classes it builds are the same every time, so one per
+    registry entry is kept; the set is bounded by the registry, not by header names.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._made: dict[type, type[BaseHeader]] = {}
+
+    def __getitem__(self, name: str) -> type[BaseHeader]:
+        kind = self.registry.get(name.lower(), self.default_class)
+        made = self._made.get(kind)
+        if made is None:
+            # Two threads may both build it; either class does the same work.
+            made = self._made[kind] = super().__getitem__(name)
+        return made
+
+
+_HEADER_CLASSES = HeaderClasses()
+# The policy headers are read back with in _one_mailbox: email.policy.default with the shared classes.
+_READ_BACK = email_policy.default.clone(header_factory=_HEADER_CLASSES)
+
+
+@functools.lru_cache(maxsize=4)
+def mime_policy(eight_bit: bool, utf8: bool) -> EmailPolicy[MimeMessage]:
+    """The policy of the messages ``build_mime`` makes (policies are immutable, so one per kind)."""
+    # max_line_length 998 (RFC 5322's hard limit): CPython's folder drops the quotes of a quoted
+    # display name it splits across lines, so `"security@bank.example xxx…" <alerts@…>` folded at
+    # 78 reads back as From: security@bank.example. Names are at most 256 characters (intake), so
+    # an address header is never folded; _one_mailbox below checks that it stayed whole anyway.
+    return email_policy.default.clone(
+        cte_type="8bit" if eight_bit else "7bit",
+        utf8=utf8,
+        max_line_length=998,
+        header_factory=_HEADER_CLASSES,
+    )
+
+
 def _one_mailbox(mime: MimeMessage, header: str) -> None:
     """Raise ValueError unless ``header`` as it goes on the wire reads back as the one mailbox we set."""
     wanted = [address.addr_spec for address in mime[header].addresses]
     wire = mime.policy.fold(header, mime[header])
-    parsed = HeaderParser(policy=email_policy.default).parsestr(wire)
+    parsed = HeaderParser(policy=_READ_BACK).parsestr(wire)
     got = [address.addr_spec for address in parsed[header].addresses] if header in parsed else []
     if len(wanted) != 1 or got != wanted:
         raise ValueError(f"the {header} header would not read back as one mailbox")
@@ -106,15 +150,7 @@ def build_mime(
         problem = header_problem(value)
         if problem is not None:
             raise ValueError(f"the {what} {problem}")
-    # max_line_length 998 (RFC 5322's hard limit): CPython's folder drops the quotes of a quoted
-    # display name it splits across lines, so `"security@bank.example xxx…" <alerts@…>` folded at
-    # 78 reads back as From: security@bank.example. Names are at most 256 characters (intake), so
-    # an address header is never folded; _one_mailbox below checks that it stayed whole anyway.
-    mime = MimeMessage(
-        policy=email_policy.default.clone(
-            cte_type="8bit" if eight_bit else "7bit", utf8=utf8, max_line_length=998
-        )
-    )
+    mime = MimeMessage(policy=mime_policy(eight_bit, utf8))
     # Address objects, never formatted strings: the header is serialized from the parts, so a
     # display name holding quotes, commas, <...> or encoded words stays one quoted (or encoded)
     # phrase and can never add a mailbox.

@@ -187,6 +187,13 @@ def rewrite_url(base_url: str, url: str) -> httpx.URL:
     return httpx.URL(urlunsplit((base.scheme, base.netloc, base.path + parts.path, parts.query, "")))
 
 
+@functools.lru_cache(maxsize=4)
+def basic_auth(username: str, password: str) -> httpx.BasicAuth:
+    """The Basic auth for the SDK's (account SID, token) pair, made once: httpx builds the base64
+    header when the auth object is made, and the SDK hands us the same pair on every send."""
+    return httpx.BasicAuth(username, password)
+
+
 class RedirectingHttpClient(HttpClient):  # type: ignore[misc]  # the SDK ships no type hints
     """The SDK's HTTP client over one kept-alive httpx.Client, sending to ``base_url`` instead of Twilio.
 
@@ -236,7 +243,7 @@ class RedirectingHttpClient(HttpClient):  # type: ignore[misc]  # the SDK ships 
                 params=params,  # type: ignore[arg-type]
                 data=data,
                 headers=headers,
-                auth=auth,
+                auth=basic_auth(*auth) if auth is not None else None,
                 timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
                 follow_redirects=allow_redirects,
             )
