@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, delete, literal, select, tuple_
+from sqlalchemy import Connection, Engine, Table, bindparam, delete, literal, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 
 from workers.ledger.models import Suppression
@@ -25,6 +25,12 @@ from workers.messages import Channel
 from workers.receipts import SuppressionReason, recipient_key
 
 OPERATOR = "operator"  # the source of an entry an operator added by hand
+
+# Asked before every send: built once with bind parameters, so each call skips building the
+# statement and its cache key (bench/profile_worker.py showed the per-call build at ~7% of a send).
+_REASON_OF = select(Suppression.reason).where(
+    Suppression.channel == bindparam("b_channel"), Suppression.recipient_key == bindparam("b_key")
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,11 +115,8 @@ class Suppressions:
 
     def is_suppressed(self, channel: Channel, key: str) -> SuppressionReason | None:
         """Why the recipient is on the list, or None: one primary-key lookup."""
-        s = Suppression
         with self.engine.connect() as conn:
-            reason = conn.execute(
-                select(s.reason).where(s.channel == channel.value, s.recipient_key == key)
-            ).scalar_one_or_none()
+            reason = conn.execute(_REASON_OF, {"b_channel": channel.value, "b_key": key}).scalar_one_or_none()
         return SuppressionReason(reason) if reason is not None else None
 
     def list(
