@@ -188,6 +188,9 @@ class ReceiptBook:
         self.engine = engine
         self.clock = clock
         self._insert = _insert_ignore(engine.dialect.name)
+        # The look for waiting receipts after each send is one statement, so autocommit: one round
+        # trip, no BEGIN/COMMIT around it; a transaction is opened only when some are waiting.
+        self._single = engine.execution_options(isolation_level="AUTOCOMMIT")
 
     # -- the receipt task -------------------------------------------------------------------
 
@@ -255,12 +258,15 @@ class ReceiptBook:
 
     def apply_waiting(self, provider: str, provider_message_id: str) -> list[Moved]:
         """Match and apply the receipts kept for this message id, now that the ledger knows it."""
+        params = {"b_provider": provider, "b_message_id": provider_message_id}
+        # The waiting receipts first: after almost every send there are none, and then this one
+        # round trip is all it costs (the dispatcher calls it once per sent notification).
+        with away_is_retryable("waiting receipts"), self._single.connect() as conn:
+            if not conn.execute(WAITING_FOR_MESSAGE, params).first():
+                return []
         with away_is_retryable("waiting receipts"), self.engine.begin() as conn:
-            # The waiting receipts first: after almost every send there are none, and then one
-            # query is all this costs (the dispatcher calls it once per sent notification).
-            waiting = conn.execute(
-                WAITING_FOR_MESSAGE, {"b_provider": provider, "b_message_id": provider_message_id}
-            ).all()
+            # Read again inside the transaction that applies them: the first look held no lock.
+            waiting = conn.execute(WAITING_FOR_MESSAGE, params).all()
             if not waiting:
                 return []
             found = self._rows_for_ids(conn, {(provider, provider_message_id)})

@@ -100,6 +100,9 @@ class Suppressions:
     def __init__(self, engine: Engine, *, clock: Clock = utcnow) -> None:
         self.engine = engine
         self.clock = clock
+        # The check before each send is one statement: in autocommit it is one round trip, with no
+        # BEGIN before it and no ROLLBACK when the connection goes back to the pool (as Ledger does).
+        self._single = engine.execution_options(isolation_level="AUTOCOMMIT")
 
     def add(
         self, channel: Channel, key: str, reason: SuppressionReason = SuppressionReason.MANUAL, *, source: str
@@ -115,7 +118,7 @@ class Suppressions:
 
     def is_suppressed(self, channel: Channel, key: str) -> SuppressionReason | None:
         """Why the recipient is on the list, or None: one primary-key lookup."""
-        with self.engine.connect() as conn:
+        with self._single.connect() as conn:
             reason = conn.execute(_REASON_OF, {"b_channel": channel.value, "b_key": key}).scalar_one_or_none()
         return SuppressionReason(reason) if reason is not None else None
 
