@@ -19,7 +19,7 @@ from workers.dispatch import Dispatcher
 from workers.errors import LedgerUnavailable
 from workers.events.status import STATUS_CHANGED, BusAnnouncer
 from workers.events.status_pb2 import NotificationStatusChanged
-from workers.ledger import Ledger
+from workers.ledger import Ledger, make_engine
 from workers.ledger.queries import get_notification
 from workers.ledger.receipts import ReceiptBook
 from workers.ledger.suppressions import SuppressionCheck, Suppressions
@@ -335,3 +335,23 @@ def test_a_list_write_that_fails_still_fails_the_notification(ledger: Ledger, tm
 def test_the_send_time_and_webhook_reject_reasons_agree() -> None:
     listed = {reason for reason, rule in MANDRILL_REJECT_REASONS.items() if rule.suppress is not None}
     assert listed == REJECT_REASONS_SUPPRESSED
+
+
+def test_a_suppression_list_that_is_away_retries_the_attempt_without_sending(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """The list's database refusing connections is a transient failure: nothing is sent unchecked,
+    and the notification is neither failed nor lost (it waits in `retrying`)."""
+    outbox = tmp_path / "outbox"
+    dispatcher, _ = make(ledger, outbox)
+    away = make_engine("postgresql://postgres@127.0.0.1:1/test")  # nothing listens on port 1
+    dispatcher.suppression = SuppressionCheck(Suppressions(away), lambda: KEY)
+    event = parsed(basic_email())
+    dispatcher.accept(event)
+    outcome = dispatcher.deliver(event.notification_id)
+    away.dispose()
+    assert outcome.status is Status.RETRYING
+    assert sent_files(outbox) == []
+    view = get_notification(ledger.engine, event.notification_id)
+    assert view is not None and view.status is Status.RETRYING
+    assert view.error is not None and "suppression list unreachable" in view.error

@@ -830,6 +830,10 @@ class Dispatcher:
         except ValueError:
             # Intake validated the recipient; one the hash cannot spell is not on the list either.
             return
+        except LedgerUnavailable as exc:
+            # The list's database is away and nothing has been sent: try the whole attempt again
+            # later, like any transient failure (never send unchecked, never fail for it).
+            raise RetryLater(f"suppression list unreachable ({exc})", code="ledger") from None
         if why is None:
             return
         self.observer.suppressed(channel.value, self.suppression_mode)

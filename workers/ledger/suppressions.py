@@ -118,7 +118,7 @@ class Suppressions:
 
     def is_suppressed(self, channel: Channel, key: str) -> SuppressionReason | None:
         """Why the recipient is on the list, or None: one primary-key lookup."""
-        with self._single.connect() as conn:
+        with away_is_retryable("suppression check"), self._single.connect() as conn:
             reason = conn.execute(_REASON_OF, {"b_channel": channel.value, "b_key": key}).scalar_one_or_none()
         return SuppressionReason(reason) if reason is not None else None
 
