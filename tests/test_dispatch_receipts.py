@@ -346,6 +346,7 @@ def test_a_suppression_list_that_is_away_retries_the_attempt_without_sending(
     dispatcher, _ = make(ledger, outbox)
     away = make_engine("postgresql://postgres@127.0.0.1:1/test")  # nothing listens on port 1
     dispatcher.suppression = SuppressionCheck(Suppressions(away), lambda: KEY)
+    dispatcher.suppression_outage_wait = 0.5  # it waits out a blip first (30 s by default)
     event = parsed(basic_email())
     dispatcher.accept(event)
     outcome = dispatcher.deliver(event.notification_id)

@@ -38,6 +38,9 @@ from workers.retry import RetryPolicy
 from workers.tracing import delivery_span, provider_span
 
 log = structlog.get_logger("workers.dispatch")
+# How long a send waits for the suppression list's database before giving the attempt up to a
+# retry: longer than a failover's usual blip, well inside NOTIFY_SENDING_TIMEOUT's default (600 s).
+SUPPRESSION_OUTAGE_WAIT = 30.0
 
 Enqueue = Callable[[str, str], None]  # (notification_id, non-personal label for Flower)
 
@@ -334,11 +337,13 @@ class Dispatcher:
         receipts: ReceiptLedger | None = None,
         receipt_wait: float = 3600.0,
         announcer: Announcer | None = None,
+        suppression_outage_wait: float = SUPPRESSION_OUTAGE_WAIT,
     ) -> None:
         self.observer: Observer = observer or NullObserver()
         # No gate (or mode off): no lookup at all before a send.
         self.suppression = suppression if suppression_mode != "off" else None
         self.suppression_mode = suppression_mode
+        self.suppression_outage_wait = suppression_outage_wait
         self.receipts = receipts
         self.receipt_wait = receipt_wait
         self.announcer: Announcer = announcer or Silent()
@@ -504,8 +509,9 @@ class Dispatcher:
 
     # -- delivery ---------------------------------------------------------------------------
 
-    def deliver(self, notification_id: str) -> Outcome:
-        claim = self.ledger.claim(notification_id)
+    def deliver(self, notification_id: str, *, claim_token: str | None = None) -> Outcome:
+        """One attempt; ``claim_token``: the token of an earlier try whose claim answer was lost."""
+        claim = self.ledger.claim(notification_id, token=claim_token)
         if claim is None:
             log.info("deliver.skipped", notification_id=notification_id, reason="not claimable")
             return Outcome(notification_id, None)
@@ -821,19 +827,34 @@ class Dispatcher:
             added=added,
         )
 
+    def _ask_list(self, channel: Channel, recipient: str) -> SuppressionReason | None:
+        """The list's answer, waiting out a short database outage.
+
+        The row is already claimed (`sending`), and a write back to `retrying` would meet the same
+        outage; so the attempt waits for the database, as its outcome write would, and only past
+        ``suppression_outage_wait`` seconds gives up with ``RetryLater`` (nothing sent unchecked).
+        """
+        assert self.suppression is not None
+        deadline = time.monotonic() + self.suppression_outage_wait
+        pause = 0.2
+        while True:
+            try:
+                return self.suppression.reason(channel, recipient)
+            except LedgerUnavailable as exc:
+                if time.monotonic() + pause > deadline:
+                    raise RetryLater(f"suppression list unreachable ({exc})", code="ledger") from None
+                time.sleep(pause)
+                pause = min(pause * 2, 2.0)
+
     def _check_list(self, claim: Claim, channel: Channel, recipient: str) -> None:
         """Before any provider call: enforce raises ``RecipientSuppressed``, record only counts."""
         if self.suppression is None:
             return
         try:
-            why = self.suppression.reason(channel, recipient)
+            why = self._ask_list(channel, recipient)
         except ValueError:
             # Intake validated the recipient; one the hash cannot spell is not on the list either.
             return
-        except LedgerUnavailable as exc:
-            # The list's database is away and nothing has been sent: try the whole attempt again
-            # later, like any transient failure (never send unchecked, never fail for it).
-            raise RetryLater(f"suppression list unreachable ({exc})", code="ledger") from None
         if why is None:
             return
         self.observer.suppressed(channel.value, self.suppression_mode)

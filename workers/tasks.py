@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NoReturn, TypeVar
@@ -63,6 +64,7 @@ def deliver(
     notification_id: str,
     unrecorded: Mapping[str, Any] | None = None,
     ledger_down_since: float | None = None,
+    claim_token: str | None = None,
 ) -> dict[str, str | None]:
     """Deliver one notification; with ``unrecorded``, only write the outcome a provider already gave.
 
@@ -74,7 +76,9 @@ def deliver(
         if unrecorded is not None:
             outcome = dispatcher.record_late(notification_id, Unrecorded.from_dict(unrecorded))
         else:
-            outcome = dispatcher.deliver(notification_id)
+            # Chosen here so that a retry after a lost claim answer presents the same token.
+            claim_token = claim_token or secrets.token_hex(8)
+            outcome = dispatcher.deliver(notification_id, claim_token=claim_token)
     except ValueError as exc:
         # Only a hand-made message carries a malformed outcome: say so and drop it.
         log.error("deliver.bad_arguments", notification_id=notification_id, error=str(exc))
@@ -82,7 +86,7 @@ def deliver(
     except LedgerUnavailable as exc:
         # Before a send (the claim) nothing went out; after one, `unrecorded` is the outcome.
         held = Unrecorded.from_dict(unrecorded) if unrecorded is not None else None
-        _retry_ledger_write(self, notification_id, held, ledger_down_since, exc)
+        _retry_ledger_write(self, notification_id, held, ledger_down_since, exc, claim_token)
     if outcome.unrecorded is not None:
         _retry_ledger_write(self, notification_id, outcome.unrecorded, ledger_down_since, None)
     if outcome.status in FAILURES:
@@ -115,6 +119,7 @@ def _retry_ledger_write(
     held: Unrecorded | None,
     down_since: float | None,
     error: LedgerUnavailable | None,
+    claim_token: str | None = None,
 ) -> NoReturn:
     """Try again soon: the write of ``held`` (never the send), or the whole delivery if nothing went out.
 
@@ -146,6 +151,8 @@ def _retry_ledger_write(
         kwargs={
             "unrecorded": held.as_dict() if held else None,
             "ledger_down_since": since,
+            # Nothing was sent: the retry claims again with the same token (see Ledger.claim).
+            "claim_token": claim_token if held is None else None,
         },
         countdown=wait,
         max_retries=None,

@@ -136,8 +136,11 @@ def test_a_database_outage_mid_send_keeps_every_provider_answer(tmp_path: Path, 
                 MANDRILL_BASE_URL=mandrill.api_url,
                 MANDRILL_API_KEY=KEY,
                 NOTIFY_SWEEP_INTERVAL="1",
-                # Short, so that on the old code the sweeper soon calls the unwritten rows `unknown`.
-                NOTIFY_SENDING_TIMEOUT="6",
+                # Short, so that on the old code the sweeper soon calls the unwritten rows `unknown`;
+                # but longer than the ledger retries' reach over the outage (0.5+1+2+4+8 s), as in
+                # production (600 s against a 10 s cap): a claim whose answer the cut lost is taken
+                # back by the task's retry under the same token before the sweeper gives up on it.
+                NOTIFY_SENDING_TIMEOUT="16",
                 NOTIFY_STUCK_AFTER="5",
             )
             events = [basic_email(subject=f"Outage {n}") for n in range(EVENTS)]

@@ -349,3 +349,18 @@ def test_a_valid_event_under_a_rejected_id_is_a_conflict(ledger: Ledger) -> None
     assert result.conflict.accepted_digest is None
     view = get_notification(ledger.engine, event.notification_id)
     assert view is not None and view.conflicts == 1
+
+
+def test_a_retry_with_the_token_of_a_claim_whose_answer_was_lost_takes_its_own_row(
+    ledger: Ledger, clock: Clock
+) -> None:
+    event = parsed(sms())
+    ledger.accept(event)
+    first = ledger.claim(event.notification_id, token="lost-answer-01")
+    assert first is not None and first.token == "lost-answer-01"
+    # The answer never arrived, so the task retries with the same token: the row is its own.
+    again = ledger.claim(event.notification_id, token="lost-answer-01")
+    assert again == first
+    # Any other token (another worker, a redelivered message) finds the row taken.
+    assert ledger.claim(event.notification_id, token="someone-else-02") is None
+    assert ledger.claim(event.notification_id) is None

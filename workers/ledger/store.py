@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, CursorResult, Engine, Select, Update
+from sqlalchemy import ColumnElement, Connection, CursorResult, Engine, Select, Update, select
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from workers.errors import LedgerUnavailable
@@ -422,27 +422,39 @@ class Ledger:
 
     # -- delivery ---------------------------------------------------------------------------
 
-    def claim(self, notification_id: str) -> Claim | None:
+    def claim(self, notification_id: str, *, token: str | None = None) -> Claim | None:
         """Atomically take a row for one attempt (``-> sending``); None if another worker has it.
 
-        Raises ``LedgerUnavailable`` when the database is away: nothing was claimed or sent.
+        Raises ``LedgerUnavailable`` when the database is away: nothing was sent. The claim itself
+        may have committed with its answer lost on the way back; a retry that passes the same
+        ``token`` then finds the row `sending` under that token and takes it as its own.
         """
         with away_is_retryable(f"claim of {notification_id}"):
-            return self._claim(notification_id)
+            claim = self._claim(notification_id, token or secrets.token_hex(8))
+            if claim is None and token is not None:
+                claim = self._own_lost_claim(notification_id, token)
+            return claim
 
-    def _claim(self, notification_id: str) -> Claim | None:
-        token = secrets.token_hex(8)
-        params = {"b_id": notification_id, "b_token": token, "b_now": self.clock()}
-        if FastPath.CLAIM in self._fast:
-            with self._single.connect() as conn:
-                row = conn.execute(self._with_attempt(CLAIM), params).one_or_none()
-        else:
-            with self.engine.begin() as conn:
-                row = self._move(conn, CLAIM, params).one_or_none()
-                if row is not None:
-                    conn.execute(statements.START_ATTEMPT, {**params, "b_number": row.attempts})
-        if row is None:
-            return None
+    def _own_lost_claim(self, notification_id: str, token: str) -> Claim | None:
+        """The row this token claimed in an attempt that never heard the answer, if it still holds it."""
+        n = statements.NOTIFICATIONS.c
+        with self._single.connect() as conn:
+            row = conn.execute(
+                select(
+                    n.channel,
+                    n.event_type,
+                    n.template,
+                    n.payload,
+                    n.meta,
+                    n.attempts,
+                    n.cycle_attempts_base,
+                    n.cycle_started_at,
+                    n.occurred_at,
+                ).where(n.id == notification_id, n.status == Status.SENDING.value, n.claim_token == token)
+            ).one_or_none()
+        return None if row is None else self._claim_of(notification_id, token, row)
+
+    def _claim_of(self, notification_id: str, token: str, row: Any) -> Claim:
         return Claim(
             notification_id=notification_id,
             token=token,
@@ -455,6 +467,18 @@ class Ledger:
             cycle_started_at=row.cycle_started_at,
             occurred_at=row.occurred_at,
         )
+
+    def _claim(self, notification_id: str, token: str) -> Claim | None:
+        params = {"b_id": notification_id, "b_token": token, "b_now": self.clock()}
+        if FastPath.CLAIM in self._fast:
+            with self._single.connect() as conn:
+                row = conn.execute(self._with_attempt(CLAIM), params).one_or_none()
+        else:
+            with self.engine.begin() as conn:
+                row = self._move(conn, CLAIM, params).one_or_none()
+                if row is not None:
+                    conn.execute(statements.START_ATTEMPT, {**params, "b_number": row.attempts})
+        return None if row is None else self._claim_of(notification_id, token, row)
 
     def _finish(
         self,
