@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from tests.clock import Clock
 from tests.factories import basic_email, parsed, sms
 from workers.ledger import Ledger, make_engine
 from workers.ledger.migrate import upgrade
@@ -21,20 +22,9 @@ from workers.receipts import DeliveryReceipt, ReceiptEffect, SuppressionChange, 
 _events = itertools.count(1)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 12, 8, 12, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(datetime(2026, 12, 8, 12, 0, tzinfo=UTC))
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from tests.clock import Clock
 from tests.factories import basic_email, parsed, sms
 from workers.errors import GiveUp, RetryLater
 from workers.ledger import Ledger, make_engine
@@ -17,20 +18,9 @@ from workers.ledger.store import DiscardResult, ResendResult
 from workers.messages import Receipt, Status
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(datetime(2026, 11, 25, 12, 0, tzinfo=UTC))
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from tests.clock import Clock
 from workers.ledger import make_engine
 from workers.ledger.migrate import upgrade
 from workers.ledger.queries import BadQuery
@@ -18,17 +19,9 @@ from workers.receipts import SuppressionReason, recipient_key
 TOKENS = PageTokens.with_key(b"t" * 32)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 12, 8, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(datetime(2026, 12, 8, tzinfo=UTC))
 
 
 @pytest.fixture
