@@ -129,10 +129,19 @@ def notify_worker(
 
 
 def measure_notify(
-    broker: str, ledger: str, pool: str, concurrency: int, count: int, *, delay: float = 0.0, seed: int = 8
+    broker: str,
+    ledger: str,
+    pool: str,
+    concurrency: int,
+    count: int,
+    *,
+    delay: float = 0.0,
+    seed: int = 8,
+    outbox: bool = False,
 ) -> Result:
+    """The notify worker's rate: local Mandrill and Twilio servers, or with ``outbox`` its files."""
     planned = plan(count, seed=seed)
-    with notify_worker(broker, ledger, pool, concurrency, delay=delay) as run:
+    with notify_worker(broker, ledger, pool, concurrency, delay=delay, outbox=outbox) as run:
         cpu_before = run.meter.cpu_seconds()
         seconds = run.send(planned, timeout=max(120.0, count / 20))
         cpu = run.meter.cpu_seconds() - cpu_before
@@ -145,7 +154,7 @@ def measure_notify(
             counts = rig.status_counts(run.settings)
         counts["sent"] = counts.get("sent", 0) - 10  # the warm-up events
         return Result(
-            f"notify {pool} -c {concurrency}",
+            f"notify {'outbox' if outbox else 'http'} {pool} -c {concurrency}",
             count,
             seconds,
             run.meter.peak_rss / 2**20,

@@ -37,11 +37,14 @@ def test_throughput_prints_both_ceilings_the_worker_and_the_ratios() -> None:
     for broker in ("rabbitmq", "redis"):
         assert f"[{broker} run 1] no-op threads -c 32" in out
         assert f"[{broker} run 1] same-shape threads -c 32" in out
-        assert f"[{broker} run 1] notify threads -c 32" in out
-        assert f"[{broker} run 1] ratio" in out and "of the same-shape ceiling" in out
-    assert "'sent': 200" in out  # every event of the quick run reached the ledger as sent
-    assert out.count("peak RSS") >= 6
-    assert out.count("load ") >= 6  # every figure beside the load it ran under
+        for destination in ("outbox", "http"):
+            assert f"[{broker} run 1] notify {destination} threads -c 32" in out
+            assert f"[{broker} run 1] {destination}: ratio" in out
+    assert "of the same-shape ceiling (target 40%)" in out and "(target 30%)" in out
+    # Every event of the quick run reached the ledger as sent, on both brokers and destinations.
+    assert out.count("'sent': 200") == 4
+    assert out.count("peak RSS") >= 8
+    assert out.count("load ") >= 8  # every figure beside the load it ran under
 
 
 def test_latency_prints_percentiles_and_memory() -> None:
