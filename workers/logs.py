@@ -31,6 +31,9 @@ IDS = re.compile(
 _HOLD = 0xE000
 _HOLD_SLOTS = 0xF8FF - _HOLD + 1
 _HELD = re.compile("[\ue000-\uf8ff]")
+# The gate for the id and phone passes: one C-level scan instead of a Python loop per character.
+# PHONE matches only \d digits, so a text without one holds no phone number to mask.
+_DIGIT = re.compile(r"\d").search
 
 
 def mask(text: str) -> str:
@@ -45,7 +48,7 @@ def mask(text: str) -> str:
         held.append(match.group())
         return chr(_HOLD + len(held) - 1)
 
-    if any(c.isdigit() for c in text):
+    if _DIGIT(text):
         text = IDS.sub(hold, text)
         text = PHONE.sub(lambda m: "<phone>" if sum(c.isdigit() for c in m.group()) >= 8 else m.group(), text)
         if held:
@@ -129,7 +132,13 @@ def configure(*, level: str | int = "INFO", fmt: str = "auto", secrets: tuple[st
         structlog.dev.ConsoleRenderer(colors=False) if use_console else structlog.processors.JSONRenderer()
     )
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        # The level check first: a call below the level (the providers' debug lines, once per send)
+        # then costs a comparison instead of the whole chain of processors.
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *shared,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
