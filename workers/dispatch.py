@@ -847,14 +847,21 @@ class Dispatcher:
                 pause = min(pause * 2, 2.0)
 
     def _check_list(self, claim: Claim, channel: Channel, recipient: str) -> None:
-        """Before any provider call: enforce raises ``RecipientSuppressed``, record only counts."""
+        """Before any provider call: enforce raises ``RecipientSuppressed``, record only counts.
+
+        The claim already read the list for a row keyed at intake; only an unkeyed row (accepted
+        before keys were kept, or by a ledger without the key) costs a lookup of its own.
+        """
         if self.suppression is None:
             return
-        try:
-            why = self._ask_list(channel, recipient)
-        except ValueError:
-            # Intake validated the recipient; one the hash cannot spell is not on the list either.
-            return
+        if claim.keyed:
+            why = claim.suppressed
+        else:
+            try:
+                why = self._ask_list(channel, recipient)
+            except ValueError:
+                # Intake validated the recipient; one the hash cannot spell is not on the list either.
+                return
         if why is None:
             return
         self.observer.suppressed(channel.value, self.suppression_mode)

@@ -27,6 +27,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    literal_column,
     or_,
     select,
     text,
@@ -34,11 +35,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
-from workers.ledger.models import Attempt, Notification
+from workers.ledger.models import Attempt, Base, Notification, Suppression
 from workers.messages import Status
 
 
-def _table(model: type[Notification] | type[Attempt]) -> Table:
+def _table(model: type[Base]) -> Table:
     table = model.__table__
     assert isinstance(table, Table)
     return table
@@ -46,8 +47,10 @@ def _table(model: type[Notification] | type[Attempt]) -> Table:
 
 NOTIFICATIONS = _table(Notification)
 ATTEMPTS = _table(Attempt)
+SUPPRESSIONS = _table(Suppression)
 _n = NOTIFICATIONS.c
 _a = ATTEMPTS.c
+_s = SUPPRESSIONS.c
 
 
 class Value(Enum):
@@ -96,12 +99,13 @@ def transition(
     changes: Mapping[str, Change],
     *,
     where: Sequence[ColumnElement[bool]] = (),
-    returning: Sequence[str] = (),
+    returning: Sequence[str | ColumnElement[Any]] = (),
 ) -> Update:
     """The one compare-and-set: rows in ``origins`` (and ``where``) move to ``target`` with ``changes``.
 
     ``updated_at`` always becomes ``b_now``. A row that another writer moved first no longer
-    matches, so of two racing writers exactly one moves it.
+    matches, so of two racing writers exactly one moves it. ``returning`` names columns of the
+    row, or gives expressions over it (``SUPPRESSION_OF_ROW``).
     """
     stmt = (
         update(NOTIFICATIONS)
@@ -112,7 +116,21 @@ def transition(
             **{column: _value(column, change) for column, change in changes.items()},
         )
     )
-    return stmt.returning(*(_n[name] for name in returning)) if returning else stmt
+    columns = [_n[item] if isinstance(item, str) else item for item in returning]
+    return stmt.returning(*columns) if columns else stmt
+
+
+# Read in the claim's own statement, so the check before a send costs no round trip of its own:
+# why the row's recipient is on the suppression list of its channel (NULL when they are not, or
+# when the row has no recipient key). A primary-key probe of ``suppressions``. Written out, not
+# built: SQLAlchemy's SQLite compiler drops every table name inside RETURNING, subqueries included,
+# and an unqualified ``channel = channel`` there would compare the list's entry with itself.
+SUPPRESSION_OF_ROW: ColumnElement[Any] = literal_column(
+    "(SELECT suppressions.reason FROM suppressions"
+    " WHERE suppressions.channel = notifications.channel"
+    " AND suppressions.recipient_key = notifications.recipient_key)",
+    type_=SUPPRESSIONS.c.reason.type,
+).label("suppressed")
 
 
 # -- attempts -------------------------------------------------------------------------------------
@@ -148,10 +166,9 @@ def finish_attempt(outcome: ColumnElement[Any] | None = None) -> Update:
 FINISH_ATTEMPT: Update = finish_attempt()
 
 
-def claim_starting_attempt(claim: Update, columns: Sequence[str]) -> Select[Any]:
-    """A claim and its attempt's INSERT as one statement (PostgreSQL data-modifying CTEs).
-
-    ``claim`` must return ``id`` and ``attempts`` among ``columns``.
+def claim_starting_attempt(claim: Update) -> Select[Any]:
+    """A claim and its attempt's INSERT as one statement (PostgreSQL data-modifying CTEs), answering
+    what ``claim`` returns, which must include ``id`` and ``attempts``.
     """
     claimed = claim.cte("claimed")
     started = (
@@ -167,7 +184,7 @@ def claim_starting_attempt(claim: Update, columns: Sequence[str]) -> Select[Any]
         )
         .cte("started")
     )
-    return select(*(claimed.c[name] for name in columns)).add_cte(started)
+    return select(*claimed.c).add_cte(started)
 
 
 def move_finishing_attempt(move: Update) -> Select[Any]:
@@ -271,7 +288,13 @@ def purge(finished: Collection[Status]) -> Update:
     return (
         update(NOTIFICATIONS)
         .where(status_in(finished), IDLE, _n.purged_at.is_(None))
-        .values(payload=None, recipient=None, raw=None, purged_at=param("b_now", NOTIFICATIONS, "purged_at"))
+        .values(
+            payload=None,
+            recipient=None,
+            recipient_key=None,
+            raw=None,
+            purged_at=param("b_now", NOTIFICATIONS, "purged_at"),
+        )
     )
 
 

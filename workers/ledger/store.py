@@ -26,6 +26,7 @@ from workers.ledger import statements, states
 from workers.ledger.statements import BY_CLAIM, BY_ID, HAS_PAYLOAD, IDLE, NOTIFICATIONS, Change, Value
 from workers.ledger.states import DiscardResult, ResendResult, explain_resend
 from workers.messages import Channel, Receipt, Status
+from workers.receipts import RecipientKeys, SuppressionReason
 
 MAX_ERROR_CHARS = 2000
 MAX_RAW_BYTES = 64 * 1024
@@ -84,6 +85,11 @@ class Claim:
     attempt: int  # attempts in the current cycle, this one included
     cycle_started_at: datetime
     occurred_at: datetime | None
+    # The suppression list's answer, read by the claim's own statement: ``keyed`` says the row
+    # holds its recipient's key, and then ``suppressed`` is why they are listed (None: they are
+    # not). An unkeyed row's recipient must be looked up apart.
+    keyed: bool = False
+    suppressed: SuppressionReason | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +155,7 @@ class Transition:
     target: Status
     changes: Mapping[str, Change] = field(default_factory=dict)
     where: tuple[ColumnElement[bool], ...] = (BY_ID,)
-    returning: tuple[str, ...] = ()
+    returning: tuple[str | ColumnElement[Any], ...] = ()
 
     def statement(self) -> Update:
         return statements.transition(
@@ -165,8 +171,8 @@ def _edge(origins: frozenset[Status], target: Status, **kwargs: Any) -> Transiti
 
 
 _n = NOTIFICATIONS.c
-# What a claim reads back from the row it took.
-CLAIM_COLUMNS = (
+# What a claim reads back from the row it took, the suppression list's answer for its recipient included.
+CLAIM_COLUMNS: tuple[str | ColumnElement[Any], ...] = (
     "id",
     "channel",
     "event_type",
@@ -177,6 +183,8 @@ CLAIM_COLUMNS = (
     "cycle_attempts_base",
     "cycle_started_at",
     "occurred_at",
+    "recipient_key",
+    statements.SUPPRESSION_OF_ROW,
 )
 CLAIM = _edge(
     states.CLAIMABLE,
@@ -187,6 +195,10 @@ CLAIM = _edge(
         "next_attempt_at": Value.NULL,
     },
     returning=CLAIM_COLUMNS,
+)
+# The claim's answer again, read from a row still `sending` under the token that claimed it.
+OWN_CLAIM: Select[Any] = select(*(_n[c] if isinstance(c, str) else c for c in CLAIM_COLUMNS)).where(
+    BY_ID, _n.status == Status.SENDING.value, BY_CLAIM
 )
 QUEUE = _edge(states.sources(Status.QUEUED), Status.QUEUED)
 DISCARD = _edge(states.sources(Status.DISCARDED), Status.DISCARDED)
@@ -262,10 +274,18 @@ class Ledger:
     """
 
     def __init__(
-        self, engine: Engine, *, clock: Clock = utcnow, fast_paths: Collection[FastPath] = tuple(FastPath)
+        self,
+        engine: Engine,
+        *,
+        clock: Clock = utcnow,
+        fast_paths: Collection[FastPath] = tuple(FastPath),
+        recipient_keys: RecipientKeys | None = None,
     ) -> None:
         self.engine = engine
         self.clock = clock
+        # Keys each accepted row's recipient for the claim's suppression answer; without it rows
+        # are kept unkeyed and the dispatcher looks their recipient up apart.
+        self._keys = recipient_keys
         self._dialect = engine.dialect.name
         self._fast = frozenset(fast_paths) if self._dialect == "postgresql" else frozenset()
         # One statement is its own transaction: no BEGIN and COMMIT round trips around it.
@@ -286,7 +306,7 @@ class Ledger:
         if stmt is None:
             built = self._statement(move)
             stmt = self._one_trip[move] = (
-                statements.claim_starting_attempt(built, CLAIM_COLUMNS)
+                statements.claim_starting_attempt(built)
                 if move is CLAIM
                 else statements.move_finishing_attempt(built)
             )
@@ -362,8 +382,20 @@ class Ledger:
             found = conn.execute(statements.digests_of(notification_ids)).all()
         return {row.id: (Status(row.status), row.payload_digest) for row in found}
 
-    @staticmethod
-    def _row(event: ParsedEvent, status: Status, now: datetime) -> dict[str, Any]:
+    def _recipient_key(self, event: ParsedEvent) -> str | None:
+        """The key the suppression list knows the recipient by; None when the hash cannot spell them.
+
+        ``event.recipient`` is the payload's own recipient field as validation left it, the very
+        string the composer addresses the message to, so intake and send hash the same recipient.
+        """
+        if self._keys is None:
+            return None
+        try:
+            return self._keys.key_of(event.channel, event.recipient)
+        except ValueError:
+            return None
+
+    def _row(self, event: ParsedEvent, status: Status, now: datetime) -> dict[str, Any]:
         return {
             "id": event.notification_id,
             "channel": event.channel.value,
@@ -373,6 +405,7 @@ class Ledger:
             "attempts": 0,
             "cycle_attempts_base": 0,
             "recipient": event.recipient,
+            "recipient_key": self._recipient_key(event),
             "payload": dict(event.payload),
             "meta": {
                 "core": dict(event.core),
@@ -437,21 +470,8 @@ class Ledger:
 
     def _own_lost_claim(self, notification_id: str, token: str) -> Claim | None:
         """The row this token claimed in an attempt that never heard the answer, if it still holds it."""
-        n = statements.NOTIFICATIONS.c
         with self._single.connect() as conn:
-            row = conn.execute(
-                select(
-                    n.channel,
-                    n.event_type,
-                    n.template,
-                    n.payload,
-                    n.meta,
-                    n.attempts,
-                    n.cycle_attempts_base,
-                    n.cycle_started_at,
-                    n.occurred_at,
-                ).where(n.id == notification_id, n.status == Status.SENDING.value, n.claim_token == token)
-            ).one_or_none()
+            row = conn.execute(OWN_CLAIM, {"b_id": notification_id, "b_token": token}).one_or_none()
         return None if row is None else self._claim_of(notification_id, token, row)
 
     def _claim_of(self, notification_id: str, token: str, row: Any) -> Claim:
@@ -466,6 +486,8 @@ class Ledger:
             attempt=row.attempts - row.cycle_attempts_base,
             cycle_started_at=row.cycle_started_at,
             occurred_at=row.occurred_at,
+            keyed=row.recipient_key is not None,
+            suppressed=SuppressionReason(row.suppressed) if row.suppressed is not None else None,
         )
 
     def _claim(self, notification_id: str, token: str) -> Claim | None:
