@@ -5,19 +5,21 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine, select
 
 from tests.clock import Clock
 from tests.factories import basic_email, mention, parsed, sms
-from workers.ledger import FastPath, Ledger, make_engine
+from workers.errors import RetryLater
+from workers.ledger import FastPath, Ledger, SentWrite, make_engine
 from workers.ledger.migrate import upgrade
 from workers.ledger.models import Notification
+from workers.ledger.receipts import ReceiptBook
 from workers.ledger.suppressions import Suppressions
 from workers.messages import Channel, Receipt, Status
-from workers.receipts import RecipientKeys, SuppressionReason, recipient_key
+from workers.receipts import DeliveryReceipt, ReceiptEffect, RecipientKeys, SuppressionReason, recipient_key
 
 KEY = b"f" * 32
 PATHS = {"plain": frozenset[FastPath](), "fast": frozenset(FastPath)}
@@ -103,11 +105,55 @@ def test_a_claim_taken_back_after_a_lost_answer_says_the_same(ledger: Ledger, en
     assert again == first
 
 
+def test_the_sent_write_tells_whether_receipts_wait_for_its_message_id(
+    ledger: Ledger, engine: Engine, clock: Clock
+) -> None:
+    book = ReceiptBook(engine, clock=clock)
+    early = DeliveryReceipt(
+        provider="twilio",
+        provider_event_id="ev-early",
+        provider_message_id="SM-early",
+        channel=Channel.SMS,
+        raw_status="delivered",
+        effect=ReceiptEffect.DELIVERED,
+        occurred_at=clock(),
+    )
+    # The same message id from another provider is another message.
+    elsewhere = dataclasses.replace(
+        early, provider="mandrill", provider_event_id="ev-m", channel=Channel.EMAIL
+    )
+    assert book.record([early, elsewhere]).waiting == 2
+    waited, alone, late = parsed(sms()), parsed(sms("evt-2")), parsed(sms("evt-3"))
+    ledger.accept_many([waited, alone, late], queued=True)
+
+    claim = ledger.claim(waited.notification_id)
+    assert claim is not None
+    assert ledger.record_sent(claim, Receipt("twilio", "SM-early")) == SentWrite(
+        moved=True, receipts_waiting=True
+    )
+    claim = ledger.claim(alone.notification_id)
+    assert claim is not None
+    assert ledger.record_sent(claim, Receipt("twilio", "SM-alone")) == SentWrite(
+        moved=True, receipts_waiting=False
+    )
+    # Applied receipts no longer wait: their row has them.
+    assert [m.change.new for m in book.apply_waiting("twilio", "SM-early")] == [Status.DELIVERED]
+    claim = ledger.claim(late.notification_id)
+    assert claim is not None
+    assert ledger.record_retry(
+        claim, RetryLater("busy"), provider="twilio", next_attempt_at=clock() + timedelta(1)
+    )
+    # An answer for a row that moved on moves nothing, and looks for nothing.
+    assert ledger.record_sent(claim, Receipt("mandrill", "SM-early")) == SentWrite(
+        moved=False, receipts_waiting=False
+    )
+
+
 def test_retention_purges_the_key_with_the_recipient(ledger: Ledger, engine: Engine, clock: Clock) -> None:
     text = parsed(sms())
     ledger.accept(text, queued=True)
     claim = ledger.claim(text.notification_id)
-    assert claim is not None and ledger.record_sent(claim, Receipt("twilio", "SM-1"))
+    assert claim is not None and ledger.record_sent(claim, Receipt("twilio", "SM-1")).moved
     clock.advance(31 * 86400)
     assert ledger.purge_personal_data(older_than_days=30) == 1
     assert kept_keys(engine) == {text.notification_id: None}

@@ -35,7 +35,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
-from workers.ledger.models import Attempt, Base, Notification, Suppression
+from workers.ledger.models import Attempt, Base, Notification, ReceiptRecord, Suppression
 from workers.messages import Status
 
 
@@ -47,9 +47,11 @@ def _table(model: type[Base]) -> Table:
 
 NOTIFICATIONS = _table(Notification)
 ATTEMPTS = _table(Attempt)
+RECEIPTS = _table(ReceiptRecord)
 SUPPRESSIONS = _table(Suppression)
 _n = NOTIFICATIONS.c
 _a = ATTEMPTS.c
+_r = RECEIPTS.c
 _s = SUPPRESSIONS.c
 
 
@@ -105,7 +107,7 @@ def transition(
 
     ``updated_at`` always becomes ``b_now``. A row that another writer moved first no longer
     matches, so of two racing writers exactly one moves it. ``returning`` names columns of the
-    row, or gives expressions over it (``SUPPRESSION_OF_ROW``).
+    row, or gives expressions over it (``SUPPRESSION_OF_ROW``, ``RECEIPTS_WAITING``).
     """
     stmt = (
         update(NOTIFICATIONS)
@@ -131,6 +133,20 @@ SUPPRESSION_OF_ROW: ColumnElement[Any] = literal_column(
     " AND suppressions.recipient_key = notifications.recipient_key)",
     type_=SUPPRESSIONS.c.reason.type,
 ).label("suppressed")
+# Read in the `sent` write's own statement, so the look for receipts that beat the send's answer
+# costs no round trip when none did (nearly always): whether any waits for the message id just
+# written (``b_provider``, ``b_provider_message_id``). Uses ``ix_receipts_provider_message``. It
+# names no column of the row, so the table names SQLite's RETURNING drops are not missed: each
+# name resolves to ``receipts``, the nearest table that has it.
+RECEIPTS_WAITING: ColumnElement[Any] = (
+    exists()
+    .where(
+        _r.provider == param("b_provider", RECEIPTS, "provider"),
+        _r.provider_message_id == param("b_provider_message_id", RECEIPTS, "provider_message_id"),
+        _r.notification_id.is_(None),
+    )
+    .label("receipts_waiting")
+)
 
 
 # -- attempts -------------------------------------------------------------------------------------
@@ -188,17 +204,18 @@ def claim_starting_attempt(claim: Update) -> Select[Any]:
 
 
 def move_finishing_attempt(move: Update) -> Select[Any]:
-    """An outcome's move and its attempt's outcome as one statement (PostgreSQL), counting moved rows.
+    """An outcome's move and its attempt's outcome as one statement (PostgreSQL), answering what
+    ``move`` returns (it must return ``id``): one row when the row moved, none when it did not.
 
     Both parts see the same snapshot; the attempt's outcome says ``(late)`` when the row had
     already moved on, exactly as the two-statement version records it.
     """
-    moved = move.returning(_n.id).cte("moved")
+    moved = move.cte("moved")
     outcome = param("b_outcome", ATTEMPTS, "outcome")
     noted = finish_attempt(
         case((exists(select(moved.c.id)), outcome), else_=func.concat(outcome, literal(" (late)")))
     ).cte("noted")
-    return select(func.count()).select_from(moved).add_cte(noted)
+    return select(*moved.c).add_cte(noted)
 
 
 # -- intake ---------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, CursorResult, Engine, Select, Update, select
+from sqlalchemy import ColumnElement, Connection, CursorResult, Engine, Row, Select, Update, select
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from workers.errors import LedgerUnavailable
@@ -90,6 +90,14 @@ class Claim:
     # not). An unkeyed row's recipient must be looked up apart.
     keyed: bool = False
     suppressed: SuppressionReason | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SentWrite:
+    """What ``record_sent`` did: whether it moved the row, and whether receipts wait for its message id."""
+
+    moved: bool
+    receipts_waiting: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,13 +219,26 @@ EXPIRE = _edge(
 )
 
 
-def _outcome(target: Status, **changes: Change) -> Transition:
-    """An attempt's outcome: only the attempt that holds the row (its claim token) may write it."""
-    return _edge(states.outcome_sources(target), target, changes=changes, where=(BY_ID, BY_CLAIM))
+def _outcome(
+    target: Status, returning: tuple[str | ColumnElement[Any], ...] = ("id",), **changes: Change
+) -> Transition:
+    """An attempt's outcome: only the attempt that holds the row (its claim token) may write it.
+
+    It returns the row it moved (none when it did not), so the plain and the one-statement paths
+    answer alike.
+    """
+    return _edge(
+        states.outcome_sources(target), target, changes=changes, where=(BY_ID, BY_CLAIM), returning=returning
+    )
 
 
 SENT = _outcome(
-    Status.SENT, provider=Value.GIVEN, provider_message_id=Value.GIVEN, sent_at=Value.NOW, error=Value.NULL
+    Status.SENT,
+    returning=("id", statements.RECEIPTS_WAITING),
+    provider=Value.GIVEN,
+    provider_message_id=Value.GIVEN,
+    sent_at=Value.NOW,
+    error=Value.NULL,
 )
 RETRY = _outcome(Status.RETRYING, error=Value.GIVEN, next_attempt_at=Value.GIVEN, provider=Value.GIVEN)
 # Our own rate limit deferred the send: the attempt is given back.
@@ -511,8 +532,11 @@ class Ledger:
         outcome: str,
         provider: str | None,
         error: BaseException | Reason | None,
-    ) -> bool:
-        """One outcome's write; ``LedgerUnavailable`` when the database is away, so it can be retried."""
+    ) -> Row[Any] | None:
+        """One outcome's write: what ``move`` returns of the row it moved, None when it did not move it.
+
+        ``LedgerUnavailable`` when the database is away, so it can be retried.
+        """
         params: dict[str, object] = {
             "b_id": claim.notification_id,
             "b_token": claim.token,
@@ -526,16 +550,21 @@ class Ledger:
             if FastPath.OUTCOME in self._fast:
                 with self._single.connect() as conn:
                     stmt = self._with_attempt(move)
-                    return bool(conn.execute(stmt, {**params, "b_outcome": outcome}).scalar_one())
+                    return conn.execute(stmt, {**params, "b_outcome": outcome}).first()
             with self.engine.begin() as conn:
-                moved = conn.execute(self._statement(move), params).rowcount
-                late = outcome if moved else f"{outcome} (late)"
+                moved = conn.execute(self._statement(move), params).first()
+                late = outcome if moved is not None else f"{outcome} (late)"
                 conn.execute(statements.FINISH_ATTEMPT, {**params, "b_outcome": late})
-            return bool(moved)
+            return moved
 
-    def record_sent(self, claim: Claim | Held, receipt: Receipt) -> bool:
+    def record_sent(self, claim: Claim | Held, receipt: Receipt) -> SentWrite:
+        """``sending -> sent`` (or a late answer for an `unknown` row); the same statement tells
+        whether receipts that beat this answer wait for its message id (``ReceiptBook.apply_waiting``)."""
         values = {"provider_message_id": receipt.provider_message_id}
-        return self._finish(claim, SENT, values, outcome="sent", provider=receipt.provider, error=None)
+        row = self._finish(claim, SENT, values, outcome="sent", provider=receipt.provider, error=None)
+        if row is None:
+            return SentWrite(moved=False, receipts_waiting=False)
+        return SentWrite(moved=True, receipts_waiting=bool(row.receipts_waiting))
 
     def record_retry(
         self,
@@ -547,7 +576,7 @@ class Ledger:
         counted: bool = True,
     ) -> bool:
         """``sending -> retrying``; an uncounted retry (our own rate limit) gives the attempt back."""
-        return self._finish(
+        moved = self._finish(
             claim,
             RETRY if counted else DEFER,
             {"error": describe_error(error), "next_attempt_at": next_attempt_at},
@@ -555,6 +584,7 @@ class Ledger:
             provider=provider,
             error=error,
         )
+        return moved is not None
 
     def record_failed(
         self,
@@ -566,7 +596,7 @@ class Ledger:
     ) -> bool:
         """``sending -> failed`` (refused for good), ``-> dead`` (retry budget spent) or ``-> unknown``
         (the provider may have it and nobody can tell: an operator decides)."""
-        return self._finish(
+        moved = self._finish(
             claim,
             GIVE_UP[status],
             {"error": describe_error(error)},
@@ -574,6 +604,7 @@ class Ledger:
             provider=provider,
             error=error,
         )
+        return moved is not None
 
     # -- operators --------------------------------------------------------------------------
 
