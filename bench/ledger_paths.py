@@ -105,7 +105,7 @@ def run_once(variant: str, fast_paths: Collection[FastPath], count: int, threads
 
             def deliver(notification_id: str) -> None:
                 claim = ledger.claim(notification_id)
-                if claim is None or not ledger.record_sent(claim, Receipt("bench", notification_id)):
+                if claim is None or not ledger.record_sent(claim, Receipt("bench", notification_id)).moved:
                     raise RuntimeError(f"{variant}: {notification_id} was not delivered")
 
             _in_threads(threads, [event.notification_id for event in batch], deliver)

@@ -274,7 +274,7 @@ def test_show_tells_the_whole_story(ledger: Ledger, capsys: pytest.CaptureFixtur
     assert third is not None
     ledger.record_sent(third, Receipt("mandrill", "abc123"))
     # A late, duplicate answer for the first attempt changes nothing.
-    assert not ledger.record_sent(first, Receipt("mandrill", "late"))
+    assert not ledger.record_sent(first, Receipt("mandrill", "late")).moved
 
     code, out, err = run(capsys, "deliveries", "show", item.notification_id)
     assert code == 0, err

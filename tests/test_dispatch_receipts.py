@@ -29,7 +29,7 @@ from workers.providers.mandrill import MandrillProvider
 from workers.providers.mandrill_webhooks import REJECT_REASONS_SUPPRESSED
 from workers.providers.outbox import OutboxProvider
 from workers.providers.twilio import TwilioProvider
-from workers.receipts import DeliveryReceipt, ReceiptEffect, SuppressionReason, recipient_key
+from workers.receipts import DeliveryReceipt, ReceiptEffect, RecipientKeys, SuppressionReason, recipient_key
 from workers.rendering import TemplateStore, default_templates_dir, mention_template_data
 from workers.retry import RetryPolicy
 
@@ -57,7 +57,7 @@ def make(
         sms=OutboxProvider(outbox),
         policy=RetryPolicy(max_attempts=3, jitter=lambda low, high: 0.0),
         enqueue=lambda notification_id, label: None,
-        suppression=SuppressionCheck(Suppressions(ledger.engine), lambda: KEY),
+        suppression=SuppressionCheck(Suppressions(ledger.engine), RecipientKeys(lambda: KEY)),
         suppression_mode=mode,
         receipts=ReceiptBook(ledger.engine),
         announcer=announced,
@@ -236,7 +236,7 @@ def with_providers(
         sms=sms_provider,
         policy=RetryPolicy(max_attempts=3, jitter=lambda low, high: 0.0),
         enqueue=lambda notification_id, label: None,
-        suppression=SuppressionCheck(Suppressions(ledger.engine), lambda: KEY),
+        suppression=SuppressionCheck(Suppressions(ledger.engine), RecipientKeys(lambda: KEY)),
         suppression_mode=mode,
         receipts=ReceiptBook(ledger.engine),
     )
@@ -345,7 +345,7 @@ def test_a_suppression_list_that_is_away_retries_the_attempt_without_sending(
     outbox = tmp_path / "outbox"
     dispatcher, _ = make(ledger, outbox)
     away = make_engine("postgresql://postgres@127.0.0.1:1/test")  # nothing listens on port 1
-    dispatcher.suppression = SuppressionCheck(Suppressions(away), lambda: KEY)
+    dispatcher.suppression = SuppressionCheck(Suppressions(away), RecipientKeys(lambda: KEY))
     dispatcher.suppression_outage_wait = 0.5  # it waits out a blip first (30 s by default)
     event = parsed(basic_email())
     dispatcher.accept(event)

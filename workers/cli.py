@@ -431,7 +431,7 @@ def cmd_suppressions(settings: Settings, args: argparse.Namespace, extra: list[s
     from workers.ledger import OPERATOR, BadQuery, Suppressions
     from workers.messages import Channel
     from workers.receipts import SuppressionReason
-    from workers.runtime import suppression_check
+    from workers.runtime import recipient_keys
 
     engine = _engine(settings)
     suppressions = Suppressions(engine)
@@ -461,7 +461,7 @@ def cmd_suppressions(settings: Settings, args: argparse.Namespace, extra: list[s
         return 0
     channel = _recipient_channel(args.recipient, args.channel)
     try:
-        key = suppression_check(settings, engine).key_of(channel, args.recipient)
+        key = recipient_keys(settings).key_of(channel, args.recipient)
     except ValueError as exc:
         # The problem, never the value: the argument may be someone's address.
         _err(f"notify suppressions {args.action}: RECIPIENT {exc} (channel {channel.value})")

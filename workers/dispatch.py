@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from enum import StrEnum
 from functools import partial
@@ -168,6 +168,9 @@ class Outcome:
     reason: str | None = None
     unrecorded: Unrecorded | None = None
     provider_message_id: str | None = None  # for `sent`: what the provider calls the message
+    # For `sent`: receipts that came before the provider's answer wait for its message id (the
+    # `sent` write saw them); only then is there anything for ``ReceiptBook.apply_waiting`` to do.
+    receipts_waiting: bool = False
 
 
 class Observer(Protocol):
@@ -545,7 +548,7 @@ class Dispatcher:
                 self._announce_outcome(
                     notification_id, outcome, claim.channel.value, claim.event_type, claim.meta
                 )
-                if outcome.status is Status.SENT:
+                if outcome.status is Status.SENT and outcome.receipts_waiting:
                     self._after_sent(outcome.provider or "", outcome.provider_message_id)
         return outcome
 
@@ -643,20 +646,26 @@ class Dispatcher:
         else:
             with self._shout_lock:
                 self._shouted.discard(receipt.provider)
+            sent = Outcome(
+                notification_id,
+                Status.SENT,
+                receipt.provider,
+                provider_message_id=receipt.provider_message_id,
+            )
+
+            def record_sent() -> Outcome:
+                written = self.ledger.record_sent(claim, receipt)
+                return replace(sent, receipts_waiting=written.receipts_waiting)
+
             outcome = self._write(
-                Outcome(
-                    notification_id,
-                    Status.SENT,
-                    receipt.provider,
-                    provider_message_id=receipt.provider_message_id,
-                ),
+                sent,
                 Unrecorded(
                     claim.token,
                     Status.SENT,
                     provider=receipt.provider,
                     provider_message_id=receipt.provider_message_id,
                 ),
-                lambda: self.ledger.record_sent(claim, receipt),
+                record_sent,
                 bound,
             )
             if outcome.unrecorded is None:
@@ -671,12 +680,16 @@ class Dispatcher:
     def _write(
         outcome: Outcome,
         held: Unrecorded,
-        write: Callable[[], object],
+        write: Callable[[], Outcome | bool],
         bound: structlog.typing.FilteringBoundLogger,
     ) -> Outcome:
-        """Write an outcome; if the database is away, hand it back unrecorded to be written again."""
+        """Write an outcome; if the database is away, hand it back unrecorded to be written again.
+
+        A write that learns more than ``outcome`` knew (the `sent` write: whether receipts wait)
+        returns the outcome to use instead.
+        """
         try:
-            write()
+            written = write()
         except LedgerUnavailable as exc:
             # The provider's answer is in hand: losing it would leave the row to go `unknown`.
             bound.error(
@@ -694,7 +707,7 @@ class Dispatcher:
                 reason=held.reason.text if outcome.reason is not None else None,
                 unrecorded=held,
             )
-        return outcome
+        return written if isinstance(written, Outcome) else outcome
 
     def record_late(self, notification_id: str, held: Unrecorded) -> Outcome:
         """Write an outcome that could not be written when the provider answered; never sends.
@@ -706,7 +719,7 @@ class Dispatcher:
         provider = held.provider
         reason: str | None = None
         if held.status is Status.SENT:
-            written = self.ledger.record_sent(claim, Receipt(provider or "", held.provider_message_id))
+            written = self.ledger.record_sent(claim, Receipt(provider or "", held.provider_message_id)).moved
         elif held.status is Status.RETRYING:
             wait = held.retry_in if held.retry_in is not None else self.policy.base
             written = self.ledger.record_retry(
@@ -847,14 +860,21 @@ class Dispatcher:
                 pause = min(pause * 2, 2.0)
 
     def _check_list(self, claim: Claim, channel: Channel, recipient: str) -> None:
-        """Before any provider call: enforce raises ``RecipientSuppressed``, record only counts."""
+        """Before any provider call: enforce raises ``RecipientSuppressed``, record only counts.
+
+        The claim already read the list for a row keyed at intake; only an unkeyed row (accepted
+        before keys were kept, or by a ledger without the key) costs a lookup of its own.
+        """
         if self.suppression is None:
             return
-        try:
-            why = self._ask_list(channel, recipient)
-        except ValueError:
-            # Intake validated the recipient; one the hash cannot spell is not on the list either.
-            return
+        if claim.keyed:
+            why = claim.suppressed
+        else:
+            try:
+                why = self._ask_list(channel, recipient)
+            except ValueError:
+                # Intake validated the recipient; one the hash cannot spell is not on the list either.
+                return
         if why is None:
             return
         self.observer.suppressed(channel.value, self.suppression_mode)

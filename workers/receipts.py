@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -180,3 +180,25 @@ def recipient_key(channel: Channel, recipient: str, key: bytes) -> str:
     """HMAC-SHA256 of the normalised recipient, keyed: the suppression list's only form of a recipient."""
     message = f"{channel.value}:{normalise_recipient(channel, recipient)}".encode()
     return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+class RecipientKeys:
+    """Recipients' keyed hashes under the suppression key, which is fetched on first use.
+
+    One instance serves the ledger (which keys each row at intake) and the suppression list's
+    check, so both hash with the same key; fetching it late means a process that never hashes
+    never touches the state folder (``ledger/keys.py`` may create the key's file).
+    """
+
+    def __init__(self, key_source: Callable[[], bytes]) -> None:
+        self._key_source = key_source
+        self._key: bytes | None = None
+
+    def __repr__(self) -> str:
+        return "RecipientKeys(key=<hidden>)"
+
+    def key_of(self, channel: Channel, recipient: str) -> str:
+        """The recipient's hash; ``ValueError`` when it is no address or number."""
+        if self._key is None:
+            self._key = self._key_source()
+        return recipient_key(channel, recipient, self._key)

@@ -16,6 +16,7 @@ from workers.ledger.receipts import ReceiptBook
 from workers.ledger.suppressions import SuppressionCheck, Suppressions
 from workers.providers.registry import build_email_provider, build_sms_provider
 from workers.ratelimit import RedisRateLimiter, WaitListener, build_limiter
+from workers.receipts import RecipientKeys
 from workers.rendering import TemplateStore, default_templates_dir, mention_template_data
 from workers.retry import RetryPolicy
 from workers.settings import Settings
@@ -42,18 +43,19 @@ def template_store(settings: Settings) -> TemplateStore:
     return TemplateStore(settings.templates_dir or default_templates_dir())
 
 
-def ledger_for(settings: Settings, *, migrate: bool | None = None) -> tuple[Engine, Ledger]:
+def ledger_for(
+    settings: Settings, *, migrate: bool | None = None, keys: RecipientKeys | None = None
+) -> tuple[Engine, Ledger]:
     engine = make_engine(settings.resolved_database_url)
     if settings.auto_migrate if migrate is None else migrate:
         upgrade(engine)
-    return engine, Ledger(engine)
+    return engine, Ledger(engine, recipient_keys=keys)
 
 
-def suppression_check(settings: Settings, engine: Engine) -> SuppressionCheck:
-    """The list lookup with its key (``NOTIFY_SUPPRESSION_KEY``, else the one kept in the state dir)."""
-    return SuppressionCheck(
-        Suppressions(engine),
-        lambda: load_key(SUPPRESSION_KEY, settings.suppression_key.get_secret_value(), settings.state_dir),
+def recipient_keys(settings: Settings) -> RecipientKeys:
+    """Recipients' hashes under ``NOTIFY_SUPPRESSION_KEY``, else the key kept in the state dir."""
+    return RecipientKeys(
+        lambda: load_key(SUPPRESSION_KEY, settings.suppression_key.get_secret_value(), settings.state_dir)
     )
 
 
@@ -67,7 +69,12 @@ def build_runtime(
 ) -> Runtime:
     # The observer also hears the rate limiter's refusals when it can (the Prometheus one does).
     limiter = build_limiter(settings, listener=observer if isinstance(observer, WaitListener) else None)
-    engine, ledger = ledger_for(settings, migrate=migrate)
+    keys = recipient_keys(settings)
+    # The ledger keys each row at intake with the very hasher the list check uses, so the claim
+    # answers the check. With the list off nothing is asked, so nothing is keyed (nor the key fetched).
+    engine, ledger = ledger_for(
+        settings, migrate=migrate, keys=None if settings.suppression == "off" else keys
+    )
     templates = template_store(settings)
     composer = Composer(
         templates,
@@ -84,7 +91,7 @@ def build_runtime(
         on_maybe_delivered=settings.on_maybe_delivered,
         misconfigured_backoff=settings.misconfigured_backoff,
         observer=observer,
-        suppression=suppression_check(settings, engine),
+        suppression=SuppressionCheck(Suppressions(engine), keys),
         suppression_mode=settings.suppression,
         receipts=ReceiptBook(engine),
         receipt_wait=settings.receipt_wait,

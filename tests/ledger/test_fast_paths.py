@@ -45,10 +45,10 @@ def test_a_notification_tells_the_same_story_on_every_path(
     assert ledger.claim(email.notification_id) is None  # one claim wins
     later = NOW + timedelta(seconds=30)
     assert ledger.record_retry(first, RetryLater("slow down"), provider="mandrill", next_attempt_at=later)
-    assert not ledger.record_sent(first, Receipt("mandrill", "late"))  # the row moved on: late
+    assert not ledger.record_sent(first, Receipt("mandrill", "late")).moved  # the row moved on: late
     second = ledger.claim(email.notification_id)
     assert second is not None and second.attempt == 2
-    assert ledger.record_sent(second, Receipt("mandrill", "m-1"))
+    assert ledger.record_sent(second, Receipt("mandrill", "m-1")).moved
 
     third = ledger.claim(text.notification_id)
     assert third is not None

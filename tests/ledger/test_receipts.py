@@ -53,7 +53,7 @@ def sent(ledger: Ledger, message_id: str, *, provider: str = "mandrill", event: 
     ledger.accept(item, queued=True)
     claim = ledger.claim(item.notification_id)
     assert claim is not None
-    assert ledger.record_sent(claim, Receipt(provider, message_id))
+    assert ledger.record_sent(claim, Receipt(provider, message_id)).moved
     return item.notification_id
 
 

@@ -87,7 +87,7 @@ def test_outcomes_only_move_forward(ledger: Ledger) -> None:
     ledger.accept(event)
     claim = ledger.claim(event.notification_id)
     assert claim is not None
-    assert ledger.record_sent(claim, Receipt("outbox", "m-1"))
+    assert ledger.record_sent(claim, Receipt("outbox", "m-1")).moved
     # A duplicate or late outcome for the same attempt cannot move a sent row.
     assert not ledger.record_failed(claim, GiveUp("late"), provider="outbox")
     assert not ledger.record_retry(
@@ -116,8 +116,8 @@ def test_retry_then_claim_again_counts_attempts(ledger: Ledger, clock: Clock) ->
     again = ledger.claim(event.notification_id)
     assert again is not None and again.attempt == 2
     # The old claim's token no longer proves anything.
-    assert not ledger.record_sent(claim, Receipt("twilio", "SM-old"))
-    assert ledger.record_sent(again, Receipt("twilio", "SM-new"))
+    assert not ledger.record_sent(claim, Receipt("twilio", "SM-old")).moved
+    assert ledger.record_sent(again, Receipt("twilio", "SM-new")).moved
     view = get_notification(ledger.engine, event.notification_id)
     assert view is not None and view.provider_message_id == "SM-new"
     assert [a.outcome for a in view.history] == ["retry", "sent"]
@@ -148,7 +148,7 @@ def test_stuck_rows_are_requeued_and_silent_senders_become_unknown(ledger: Ledge
     assert status(ledger, sending.notification_id) is Status.UNKNOWN
     assert ledger.claim(sending.notification_id) is None  # never resent on its own
     # The presumed-dead worker reports after all: what it heard is the truth.
-    assert ledger.record_sent(claim, Receipt("outbox", "late-but-true"))
+    assert ledger.record_sent(claim, Receipt("outbox", "late-but-true")).moved
     assert status(ledger, sending.notification_id) is Status.SENT
 
 

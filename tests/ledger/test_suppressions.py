@@ -14,7 +14,7 @@ from workers.ledger.queries import BadQuery
 from workers.ledger.suppressions import SuppressionCheck, Suppressions
 from workers.ledger.tokens import PageTokens
 from workers.messages import Channel
-from workers.receipts import SuppressionReason, recipient_key
+from workers.receipts import RecipientKeys, SuppressionReason, recipient_key
 
 TOKENS = PageTokens.with_key(b"t" * 32)
 
@@ -44,14 +44,17 @@ def test_add_is_once_and_the_first_reason_stays(suppressions: Suppressions) -> N
 
 def test_the_check_hashes_with_the_key(suppressions: Suppressions) -> None:
     key = b"s" * 32
-    check = SuppressionCheck(suppressions, lambda: key)
+    check = SuppressionCheck(suppressions, RecipientKeys(lambda: key))
     suppressions.add(
         Channel.SMS, recipient_key(Channel.SMS, "+14155550199", key), SuppressionReason.STOP, source="ev"
     )
     assert check.reason(Channel.SMS, "+1 415 555 0199") is SuppressionReason.STOP
     assert check.reason(Channel.SMS, "+14155550100") is None
     # Another key, another hash: the list only means something with its own key.
-    assert SuppressionCheck(suppressions, lambda: b"o" * 32).reason(Channel.SMS, "+14155550199") is None
+    assert (
+        SuppressionCheck(suppressions, RecipientKeys(lambda: b"o" * 32)).reason(Channel.SMS, "+14155550199")
+        is None
+    )
     assert "s" * 16 not in repr(check)
 
 

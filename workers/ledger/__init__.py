@@ -20,7 +20,16 @@ from workers.ledger.queries import (
 )
 from workers.ledger.receipts import ReceiptBook
 from workers.ledger.states import FAILED_STATES, DiscardResult, ResendResult, explain_resend
-from workers.ledger.store import AcceptResult, Claim, FastPath, Held, Ledger, Reason, describe_error
+from workers.ledger.store import (
+    AcceptResult,
+    Claim,
+    FastPath,
+    Held,
+    Ledger,
+    Reason,
+    SentWrite,
+    describe_error,
+)
 from workers.ledger.suppressions import OPERATOR, Suppressions
 from workers.ledger.tokens import BadPageToken, PageTokens, load_key
 
@@ -46,6 +55,7 @@ __all__ = [
     "Reason",
     "ReceiptBook",
     "ResendResult",
+    "SentWrite",
     "Suppressions",
     "count_by_status",
     "describe_error",

@@ -82,6 +82,11 @@ class Notification(Base):
     conflicts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     conflict_at: Mapped[datetime | None] = mapped_column()
     conflict_digest: Mapped[str | None] = mapped_column(String(64))
+    # The recipient's keyed hash (``receipts.recipient_key``), taken at intake so the claim reads
+    # the suppression list in its own statement. Empty for rows from before it was kept, a
+    # recipient the hash cannot spell, or a ledger built without the key: those are checked apart.
+    # A pseudonym of the recipient, so retention purges it with the three columns above.
+    recipient_key: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (
         # Newest-first keyset pagination, optionally within one status.

@@ -27,6 +27,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    literal_column,
     or_,
     select,
     text,
@@ -34,11 +35,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
-from workers.ledger.models import Attempt, Notification
+from workers.ledger.models import Attempt, Base, Notification, ReceiptRecord, Suppression
 from workers.messages import Status
 
 
-def _table(model: type[Notification] | type[Attempt]) -> Table:
+def _table(model: type[Base]) -> Table:
     table = model.__table__
     assert isinstance(table, Table)
     return table
@@ -46,8 +47,12 @@ def _table(model: type[Notification] | type[Attempt]) -> Table:
 
 NOTIFICATIONS = _table(Notification)
 ATTEMPTS = _table(Attempt)
+RECEIPTS = _table(ReceiptRecord)
+SUPPRESSIONS = _table(Suppression)
 _n = NOTIFICATIONS.c
 _a = ATTEMPTS.c
+_r = RECEIPTS.c
+_s = SUPPRESSIONS.c
 
 
 class Value(Enum):
@@ -96,12 +101,13 @@ def transition(
     changes: Mapping[str, Change],
     *,
     where: Sequence[ColumnElement[bool]] = (),
-    returning: Sequence[str] = (),
+    returning: Sequence[str | ColumnElement[Any]] = (),
 ) -> Update:
     """The one compare-and-set: rows in ``origins`` (and ``where``) move to ``target`` with ``changes``.
 
     ``updated_at`` always becomes ``b_now``. A row that another writer moved first no longer
-    matches, so of two racing writers exactly one moves it.
+    matches, so of two racing writers exactly one moves it. ``returning`` names columns of the
+    row, or gives expressions over it (``SUPPRESSION_OF_ROW``, ``RECEIPTS_WAITING``).
     """
     stmt = (
         update(NOTIFICATIONS)
@@ -112,7 +118,35 @@ def transition(
             **{column: _value(column, change) for column, change in changes.items()},
         )
     )
-    return stmt.returning(*(_n[name] for name in returning)) if returning else stmt
+    columns = [_n[item] if isinstance(item, str) else item for item in returning]
+    return stmt.returning(*columns) if columns else stmt
+
+
+# Read in the claim's own statement, so the check before a send costs no round trip of its own:
+# why the row's recipient is on the suppression list of its channel (NULL when they are not, or
+# when the row has no recipient key). A primary-key probe of ``suppressions``. Written out, not
+# built: SQLAlchemy's SQLite compiler drops every table name inside RETURNING, subqueries included,
+# and an unqualified ``channel = channel`` there would compare the list's entry with itself.
+SUPPRESSION_OF_ROW: ColumnElement[Any] = literal_column(
+    "(SELECT suppressions.reason FROM suppressions"
+    " WHERE suppressions.channel = notifications.channel"
+    " AND suppressions.recipient_key = notifications.recipient_key)",
+    type_=SUPPRESSIONS.c.reason.type,
+).label("suppressed")
+# Read in the `sent` write's own statement, so the look for receipts that beat the send's answer
+# costs no round trip when none did (nearly always): whether any waits for the message id just
+# written (``b_provider``, ``b_provider_message_id``). Uses ``ix_receipts_provider_message``. It
+# names no column of the row, so the table names SQLite's RETURNING drops are not missed: each
+# name resolves to ``receipts``, the nearest table that has it.
+RECEIPTS_WAITING: ColumnElement[Any] = (
+    exists()
+    .where(
+        _r.provider == param("b_provider", RECEIPTS, "provider"),
+        _r.provider_message_id == param("b_provider_message_id", RECEIPTS, "provider_message_id"),
+        _r.notification_id.is_(None),
+    )
+    .label("receipts_waiting")
+)
 
 
 # -- attempts -------------------------------------------------------------------------------------
@@ -148,10 +182,9 @@ def finish_attempt(outcome: ColumnElement[Any] | None = None) -> Update:
 FINISH_ATTEMPT: Update = finish_attempt()
 
 
-def claim_starting_attempt(claim: Update, columns: Sequence[str]) -> Select[Any]:
-    """A claim and its attempt's INSERT as one statement (PostgreSQL data-modifying CTEs).
-
-    ``claim`` must return ``id`` and ``attempts`` among ``columns``.
+def claim_starting_attempt(claim: Update) -> Select[Any]:
+    """A claim and its attempt's INSERT as one statement (PostgreSQL data-modifying CTEs), answering
+    what ``claim`` returns, which must include ``id`` and ``attempts``.
     """
     claimed = claim.cte("claimed")
     started = (
@@ -167,21 +200,22 @@ def claim_starting_attempt(claim: Update, columns: Sequence[str]) -> Select[Any]
         )
         .cte("started")
     )
-    return select(*(claimed.c[name] for name in columns)).add_cte(started)
+    return select(*claimed.c).add_cte(started)
 
 
 def move_finishing_attempt(move: Update) -> Select[Any]:
-    """An outcome's move and its attempt's outcome as one statement (PostgreSQL), counting moved rows.
+    """An outcome's move and its attempt's outcome as one statement (PostgreSQL), answering what
+    ``move`` returns (it must return ``id``): one row when the row moved, none when it did not.
 
     Both parts see the same snapshot; the attempt's outcome says ``(late)`` when the row had
     already moved on, exactly as the two-statement version records it.
     """
-    moved = move.returning(_n.id).cte("moved")
+    moved = move.cte("moved")
     outcome = param("b_outcome", ATTEMPTS, "outcome")
     noted = finish_attempt(
         case((exists(select(moved.c.id)), outcome), else_=func.concat(outcome, literal(" (late)")))
     ).cte("noted")
-    return select(func.count()).select_from(moved).add_cte(noted)
+    return select(*moved.c).add_cte(noted)
 
 
 # -- intake ---------------------------------------------------------------------------------------
@@ -271,7 +305,13 @@ def purge(finished: Collection[Status]) -> Update:
     return (
         update(NOTIFICATIONS)
         .where(status_in(finished), IDLE, _n.purged_at.is_(None))
-        .values(payload=None, recipient=None, raw=None, purged_at=param("b_now", NOTIFICATIONS, "purged_at"))
+        .values(
+            payload=None,
+            recipient=None,
+            recipient_key=None,
+            raw=None,
+            purged_at=param("b_now", NOTIFICATIONS, "purged_at"),
+        )
     )
 
 

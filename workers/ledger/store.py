@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, CursorResult, Engine, Select, Update, select
+from sqlalchemy import ColumnElement, Connection, CursorResult, Engine, Row, Select, Update, select
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from workers.errors import LedgerUnavailable
@@ -26,6 +26,7 @@ from workers.ledger import statements, states
 from workers.ledger.statements import BY_CLAIM, BY_ID, HAS_PAYLOAD, IDLE, NOTIFICATIONS, Change, Value
 from workers.ledger.states import DiscardResult, ResendResult, explain_resend
 from workers.messages import Channel, Receipt, Status
+from workers.receipts import RecipientKeys, SuppressionReason
 
 MAX_ERROR_CHARS = 2000
 MAX_RAW_BYTES = 64 * 1024
@@ -84,6 +85,19 @@ class Claim:
     attempt: int  # attempts in the current cycle, this one included
     cycle_started_at: datetime
     occurred_at: datetime | None
+    # The suppression list's answer, read by the claim's own statement: ``keyed`` says the row
+    # holds its recipient's key, and then ``suppressed`` is why they are listed (None: they are
+    # not). An unkeyed row's recipient must be looked up apart.
+    keyed: bool = False
+    suppressed: SuppressionReason | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SentWrite:
+    """What ``record_sent`` did: whether it moved the row, and whether receipts wait for its message id."""
+
+    moved: bool
+    receipts_waiting: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +163,7 @@ class Transition:
     target: Status
     changes: Mapping[str, Change] = field(default_factory=dict)
     where: tuple[ColumnElement[bool], ...] = (BY_ID,)
-    returning: tuple[str, ...] = ()
+    returning: tuple[str | ColumnElement[Any], ...] = ()
 
     def statement(self) -> Update:
         return statements.transition(
@@ -165,8 +179,8 @@ def _edge(origins: frozenset[Status], target: Status, **kwargs: Any) -> Transiti
 
 
 _n = NOTIFICATIONS.c
-# What a claim reads back from the row it took.
-CLAIM_COLUMNS = (
+# What a claim reads back from the row it took, the suppression list's answer for its recipient included.
+CLAIM_COLUMNS: tuple[str | ColumnElement[Any], ...] = (
     "id",
     "channel",
     "event_type",
@@ -177,6 +191,8 @@ CLAIM_COLUMNS = (
     "cycle_attempts_base",
     "cycle_started_at",
     "occurred_at",
+    "recipient_key",
+    statements.SUPPRESSION_OF_ROW,
 )
 CLAIM = _edge(
     states.CLAIMABLE,
@@ -187,6 +203,10 @@ CLAIM = _edge(
         "next_attempt_at": Value.NULL,
     },
     returning=CLAIM_COLUMNS,
+)
+# The claim's answer again, read from a row still `sending` under the token that claimed it.
+OWN_CLAIM: Select[Any] = select(*(_n[c] if isinstance(c, str) else c for c in CLAIM_COLUMNS)).where(
+    BY_ID, _n.status == Status.SENDING.value, BY_CLAIM
 )
 QUEUE = _edge(states.sources(Status.QUEUED), Status.QUEUED)
 DISCARD = _edge(states.sources(Status.DISCARDED), Status.DISCARDED)
@@ -199,13 +219,26 @@ EXPIRE = _edge(
 )
 
 
-def _outcome(target: Status, **changes: Change) -> Transition:
-    """An attempt's outcome: only the attempt that holds the row (its claim token) may write it."""
-    return _edge(states.outcome_sources(target), target, changes=changes, where=(BY_ID, BY_CLAIM))
+def _outcome(
+    target: Status, returning: tuple[str | ColumnElement[Any], ...] = ("id",), **changes: Change
+) -> Transition:
+    """An attempt's outcome: only the attempt that holds the row (its claim token) may write it.
+
+    It returns the row it moved (none when it did not), so the plain and the one-statement paths
+    answer alike.
+    """
+    return _edge(
+        states.outcome_sources(target), target, changes=changes, where=(BY_ID, BY_CLAIM), returning=returning
+    )
 
 
 SENT = _outcome(
-    Status.SENT, provider=Value.GIVEN, provider_message_id=Value.GIVEN, sent_at=Value.NOW, error=Value.NULL
+    Status.SENT,
+    returning=("id", statements.RECEIPTS_WAITING),
+    provider=Value.GIVEN,
+    provider_message_id=Value.GIVEN,
+    sent_at=Value.NOW,
+    error=Value.NULL,
 )
 RETRY = _outcome(Status.RETRYING, error=Value.GIVEN, next_attempt_at=Value.GIVEN, provider=Value.GIVEN)
 # Our own rate limit deferred the send: the attempt is given back.
@@ -262,10 +295,18 @@ class Ledger:
     """
 
     def __init__(
-        self, engine: Engine, *, clock: Clock = utcnow, fast_paths: Collection[FastPath] = tuple(FastPath)
+        self,
+        engine: Engine,
+        *,
+        clock: Clock = utcnow,
+        fast_paths: Collection[FastPath] = tuple(FastPath),
+        recipient_keys: RecipientKeys | None = None,
     ) -> None:
         self.engine = engine
         self.clock = clock
+        # Keys each accepted row's recipient for the claim's suppression answer; without it rows
+        # are kept unkeyed and the dispatcher looks their recipient up apart.
+        self._keys = recipient_keys
         self._dialect = engine.dialect.name
         self._fast = frozenset(fast_paths) if self._dialect == "postgresql" else frozenset()
         # One statement is its own transaction: no BEGIN and COMMIT round trips around it.
@@ -286,7 +327,7 @@ class Ledger:
         if stmt is None:
             built = self._statement(move)
             stmt = self._one_trip[move] = (
-                statements.claim_starting_attempt(built, CLAIM_COLUMNS)
+                statements.claim_starting_attempt(built)
                 if move is CLAIM
                 else statements.move_finishing_attempt(built)
             )
@@ -362,8 +403,20 @@ class Ledger:
             found = conn.execute(statements.digests_of(notification_ids)).all()
         return {row.id: (Status(row.status), row.payload_digest) for row in found}
 
-    @staticmethod
-    def _row(event: ParsedEvent, status: Status, now: datetime) -> dict[str, Any]:
+    def _recipient_key(self, event: ParsedEvent) -> str | None:
+        """The key the suppression list knows the recipient by; None when the hash cannot spell them.
+
+        ``event.recipient`` is the payload's own recipient field as validation left it, the very
+        string the composer addresses the message to, so intake and send hash the same recipient.
+        """
+        if self._keys is None:
+            return None
+        try:
+            return self._keys.key_of(event.channel, event.recipient)
+        except ValueError:
+            return None
+
+    def _row(self, event: ParsedEvent, status: Status, now: datetime) -> dict[str, Any]:
         return {
             "id": event.notification_id,
             "channel": event.channel.value,
@@ -373,6 +426,7 @@ class Ledger:
             "attempts": 0,
             "cycle_attempts_base": 0,
             "recipient": event.recipient,
+            "recipient_key": self._recipient_key(event),
             "payload": dict(event.payload),
             "meta": {
                 "core": dict(event.core),
@@ -437,21 +491,8 @@ class Ledger:
 
     def _own_lost_claim(self, notification_id: str, token: str) -> Claim | None:
         """The row this token claimed in an attempt that never heard the answer, if it still holds it."""
-        n = statements.NOTIFICATIONS.c
         with self._single.connect() as conn:
-            row = conn.execute(
-                select(
-                    n.channel,
-                    n.event_type,
-                    n.template,
-                    n.payload,
-                    n.meta,
-                    n.attempts,
-                    n.cycle_attempts_base,
-                    n.cycle_started_at,
-                    n.occurred_at,
-                ).where(n.id == notification_id, n.status == Status.SENDING.value, n.claim_token == token)
-            ).one_or_none()
+            row = conn.execute(OWN_CLAIM, {"b_id": notification_id, "b_token": token}).one_or_none()
         return None if row is None else self._claim_of(notification_id, token, row)
 
     def _claim_of(self, notification_id: str, token: str, row: Any) -> Claim:
@@ -466,6 +507,8 @@ class Ledger:
             attempt=row.attempts - row.cycle_attempts_base,
             cycle_started_at=row.cycle_started_at,
             occurred_at=row.occurred_at,
+            keyed=row.recipient_key is not None,
+            suppressed=SuppressionReason(row.suppressed) if row.suppressed is not None else None,
         )
 
     def _claim(self, notification_id: str, token: str) -> Claim | None:
@@ -489,8 +532,11 @@ class Ledger:
         outcome: str,
         provider: str | None,
         error: BaseException | Reason | None,
-    ) -> bool:
-        """One outcome's write; ``LedgerUnavailable`` when the database is away, so it can be retried."""
+    ) -> Row[Any] | None:
+        """One outcome's write: what ``move`` returns of the row it moved, None when it did not move it.
+
+        ``LedgerUnavailable`` when the database is away, so it can be retried.
+        """
         params: dict[str, object] = {
             "b_id": claim.notification_id,
             "b_token": claim.token,
@@ -504,16 +550,21 @@ class Ledger:
             if FastPath.OUTCOME in self._fast:
                 with self._single.connect() as conn:
                     stmt = self._with_attempt(move)
-                    return bool(conn.execute(stmt, {**params, "b_outcome": outcome}).scalar_one())
+                    return conn.execute(stmt, {**params, "b_outcome": outcome}).first()
             with self.engine.begin() as conn:
-                moved = conn.execute(self._statement(move), params).rowcount
-                late = outcome if moved else f"{outcome} (late)"
+                moved = conn.execute(self._statement(move), params).first()
+                late = outcome if moved is not None else f"{outcome} (late)"
                 conn.execute(statements.FINISH_ATTEMPT, {**params, "b_outcome": late})
-            return bool(moved)
+            return moved
 
-    def record_sent(self, claim: Claim | Held, receipt: Receipt) -> bool:
+    def record_sent(self, claim: Claim | Held, receipt: Receipt) -> SentWrite:
+        """``sending -> sent`` (or a late answer for an `unknown` row); the same statement tells
+        whether receipts that beat this answer wait for its message id (``ReceiptBook.apply_waiting``)."""
         values = {"provider_message_id": receipt.provider_message_id}
-        return self._finish(claim, SENT, values, outcome="sent", provider=receipt.provider, error=None)
+        row = self._finish(claim, SENT, values, outcome="sent", provider=receipt.provider, error=None)
+        if row is None:
+            return SentWrite(moved=False, receipts_waiting=False)
+        return SentWrite(moved=True, receipts_waiting=bool(row.receipts_waiting))
 
     def record_retry(
         self,
@@ -525,7 +576,7 @@ class Ledger:
         counted: bool = True,
     ) -> bool:
         """``sending -> retrying``; an uncounted retry (our own rate limit) gives the attempt back."""
-        return self._finish(
+        moved = self._finish(
             claim,
             RETRY if counted else DEFER,
             {"error": describe_error(error), "next_attempt_at": next_attempt_at},
@@ -533,6 +584,7 @@ class Ledger:
             provider=provider,
             error=error,
         )
+        return moved is not None
 
     def record_failed(
         self,
@@ -544,7 +596,7 @@ class Ledger:
     ) -> bool:
         """``sending -> failed`` (refused for good), ``-> dead`` (retry budget spent) or ``-> unknown``
         (the provider may have it and nobody can tell: an operator decides)."""
-        return self._finish(
+        moved = self._finish(
             claim,
             GIVE_UP[status],
             {"error": describe_error(error)},
@@ -552,6 +604,7 @@ class Ledger:
             provider=provider,
             error=error,
         )
+        return moved is not None
 
     # -- operators --------------------------------------------------------------------------
 

@@ -1,15 +1,15 @@
 """The suppression list: recipients not to be sent to, known only by their keyed hash.
 
 Entries come from hard bounces, complaints, unsubscribes, STOPs and Mandrill's rejection list
-(``ledger/receipts.py`` adds them in the receipt's transaction), or from an operator. The dispatcher
-asks ``is_suppressed`` before every provider call: one primary-key lookup.
+(``ledger/receipts.py`` adds them in the receipt's transaction), or from an operator. Before a
+send the claim itself reads the row's entry (``ledger/statements.SUPPRESSION_OF_ROW``); only a row
+kept without a recipient key costs the dispatcher a separate ``is_suppressed``, one primary-key lookup.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,7 +22,7 @@ from workers.ledger.queries import MAX_PAGE_SIZE, BadQuery, iso
 from workers.ledger.store import Clock, away_is_retryable, utcnow
 from workers.ledger.tokens import BadPageToken, Cursor, PageTokens
 from workers.messages import Channel
-from workers.receipts import SuppressionReason, recipient_key
+from workers.receipts import RecipientKeys, SuppressionReason
 
 OPERATOR = "operator"  # the source of an entry an operator added by hand
 
@@ -180,23 +180,20 @@ class Suppressions:
 class SuppressionCheck:
     """The dispatcher's question before a send: is this recipient on the list, and why?
 
-    The key is fetched on first use (``keys.load_key`` may create its file), so building the
-    worker never touches the state folder when suppression is off.
+    It hashes with the ``RecipientKeys`` the ledger keys its rows with, so a row keyed at intake
+    and a recipient hashed here name the same list entry.
     """
 
-    def __init__(self, suppressions: Suppressions, key_source: Callable[[], bytes]) -> None:
+    def __init__(self, suppressions: Suppressions, keys: RecipientKeys) -> None:
         self._suppressions = suppressions
-        self._key_source = key_source
-        self._key: bytes | None = None
+        self._keys = keys
 
     def __repr__(self) -> str:
         return "SuppressionCheck(key=<hidden>)"
 
     def key_of(self, channel: Channel, recipient: str) -> str:
         """The recipient's hash; ``ValueError`` when it is no address or number."""
-        if self._key is None:
-            self._key = self._key_source()
-        return recipient_key(channel, recipient, self._key)
+        return self._keys.key_of(channel, recipient)
 
     def reason(self, channel: Channel, recipient: str) -> SuppressionReason | None:
         return self._suppressions.is_suppressed(channel, self.key_of(channel, recipient))
