@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import random
 import re
+import sys
 from collections.abc import Mapping
 from email import policy as email_policy
 from email.headerregistry import Address, BaseHeader, HeaderRegistry
@@ -124,6 +126,34 @@ def mime_policy(eight_bit: bool, utf8: bool) -> EmailPolicy[MimeMessage]:
     )
 
 
+# A display name of atext words, each separated by one space (RFC 5322 3.2.3, less "=" and "?", the
+# characters of an encoded word, which CPython's parser decodes even in a local part), and an ASCII
+# dot-atom address of the same characters: the wire form is ``Name <local@domain>``
+# as it stands, with no quoting, encoding or folding for a reader to undo.
+_PLAIN_NAME = re.compile(r"(?:[A-Za-z0-9!#$%&'*+/^_`{|}~-]+(?: [A-Za-z0-9!#$%&'*+/^_`{|}~-]+)*)?")
+_PLAIN_ADDR_SPEC = re.compile(
+    r"[A-Za-z0-9!#$%&'*+/^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/^_`{|}~-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
+)
+# Far below max_line_length (998): such a header is never folded by any policy.
+_PLAIN_LINE = 78
+
+
+def _plainly_one_mailbox(header: str, address: Address) -> bool:
+    """True when ``header: address`` is one short line whose only reading is that one mailbox.
+
+    The read-back of _one_mailbox cannot fail for such a header, so it is skipped: it was about a
+    third of build_mime's time for the usual ``Alerts <alerts@...>``. Anything else (quotes, dots,
+    specials, non-ASCII, a long name) still reads back. tests/providers/test_mime_bytes.py checks,
+    for many generated names and addresses, that every one this accepts also passes the read-back.
+    """
+    name, addr_spec = address.display_name, address.addr_spec
+    return (
+        len(header) + len(name) + len(addr_spec) + 5 <= _PLAIN_LINE
+        and _PLAIN_NAME.fullmatch(name) is not None
+        and _PLAIN_ADDR_SPEC.fullmatch(addr_spec) is not None
+    )
+
+
 def _one_mailbox(mime: MimeMessage, header: str) -> None:
     """Raise ValueError unless ``header`` as it goes on the wire reads back as the one mailbox we set."""
     wanted = [address.addr_spec for address in mime[header].addresses]
@@ -132,6 +162,25 @@ def _one_mailbox(mime: MimeMessage, header: str) -> None:
     got = [address.addr_spec for address in parsed[header].addresses] if header in parsed else []
     if len(wanted) != 1 or got != wanted:
         raise ValueError(f"the {header} header would not read back as one mailbox")
+
+
+# The generator's own boundary form (email.generator): 15 "=", a random 19-digit number, "==".
+_BOUNDARY_DIGITS = len(repr(sys.maxsize - 1))
+
+
+def _boundary(*bodies: str) -> str:
+    """A multipart boundary in the generator's form that appears in no body part.
+
+    Left to itself, the generator picks one after writing the parts and checks it with a regular
+    expression compiled for that one boundary, then parses Content-Type again to put it in: a
+    visible part of as_bytes. A boundary set beforehand is used as it is. Absent from the text is
+    enough: 7bit and 8bit bodies are that text with normalised line ends, and quoted-printable and
+    base64 never write two "=" in a row.
+    """
+    while True:
+        boundary = f"{'=' * 15}{random.randrange(sys.maxsize):0{_BOUNDARY_DIGITS}d}=="
+        if not any(boundary in body for body in bodies):
+            return boundary
 
 
 def build_mime(
@@ -155,15 +204,19 @@ def build_mime(
     # display name holding quotes, commas, <...> or encoded words stays one quoted (or encoded)
     # phrase and can never add a mailbox.
     sender = ascii_address(message.from_address)
-    mime["From"] = Address(
-        display_name=message.from_name or "", username=sender.username, domain=sender.domain
-    )
-    mime["To"] = ascii_address(message.to_address)
-    mime["Subject"] = message.subject
+    mailboxes = {
+        "From": Address(display_name=message.from_name or "", username=sender.username, domain=sender.domain),
+        "To": ascii_address(message.to_address),
+    }
     if message.reply_to:
-        mime["Reply-To"] = ascii_address(message.reply_to)
-    for header in ("From", "To", "Reply-To"):
-        if header in mime:
+        mailboxes["Reply-To"] = ascii_address(message.reply_to)
+    mime["From"] = mailboxes["From"]
+    mime["To"] = mailboxes["To"]
+    mime["Subject"] = message.subject
+    if "Reply-To" in mailboxes:
+        mime["Reply-To"] = mailboxes["Reply-To"]
+    for header, address in mailboxes.items():
+        if not _plainly_one_mailbox(header, address):
             _one_mailbox(mime, header)
     mime["Date"] = formatdate(usegmt=True)
     mime["Message-ID"] = message_id(message.notification_id, domain or sender_domain(message))
@@ -174,5 +227,6 @@ def build_mime(
     text = message.text if message.text is not None else ""
     mime.set_content(text, subtype="plain", charset="utf-8")
     if message.html:
+        mime.make_alternative(boundary=_boundary(text, message.html))
         mime.add_alternative(message.html, subtype="html", charset="utf-8")
     return mime
