@@ -2,9 +2,26 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+
+def _restore(cls: type[NotifyError], args: tuple[Any, ...]) -> NotifyError:
+    """An error of exactly ``cls`` with ``args``, its attributes set from the pickled state after."""
+    error = cls.__new__(cls)
+    error.args = args
+    return error
+
 
 class NotifyError(Exception):
     """Root of every error this package raises on purpose."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Exception's own reduce calls ``cls(*args)``, which fails for our constructors (their
+        # arguments are not ``args``). Celery pickles a task's exception before logging it, and on
+        # that failure falls back to the nearest base class that pickles: a DeliveryFailed was
+        # logged as "raised unexpected: NotifyError(...)" with a traceback, and Flower showed a
+        # NotifyError. This keeps the class and its attributes without running ``__init__``.
+        return (_restore, (type(self), self.args), self.__dict__)
 
 
 class InvalidEvent(NotifyError):
