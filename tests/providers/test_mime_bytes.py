@@ -2,6 +2,10 @@
 
 And the read-back of an address header that build_mime skips for a plain mailbox would have passed.
 
+And for any text and HTML bodies, under every build setting and both line ends, the bytes are the
+ones the email package's content manager and generator write (set_content, make_alternative and
+add_alternative, as build_mime called them before it wrote the MIME part itself).
+
 The files in ``tests/providers/mime_bytes/`` were written by build_mime as it was before it was made
 cheaper (commit 17cdee5), with the two parts that change on every call normalised: the random MIME
 boundary and the Date. A change to build_mime that alters one byte of any of them fails here. When a
@@ -26,7 +30,7 @@ from hypothesis import strategies as st
 from workers.messages import EmailMessage
 from workers.providers import mime
 from workers.providers.addresses import with_ascii_domains
-from workers.providers.mime import build_mime
+from workers.providers.mime import Mime, build_mime
 
 FOLDER = Path(__file__).with_name("mime_bytes")
 _BOUNDARY = re.compile(rb"={15}\d+==")
@@ -233,3 +237,63 @@ def test_a_mailbox_the_read_back_skips_would_have_passed_it(
     message[header] = address
     mime._one_mailbox(message, header)
     assert [a.addr_spec for a in message[header].addresses] == [address.addr_spec]
+
+
+# Pieces of bodies: what picks or breaks a transfer encoding (non-ASCII, lines over 998, "=", trailing
+# white space, "\x85" and the other characters that str.splitlines but not bytes.splitlines breaks
+# on), every line end, lines a mail system treats specially ("From ", "."), boundary look-alikes and
+# a lone surrogate, which no UTF-8 body can hold.
+_BODY_PIECES = st.sampled_from(
+    [
+        *("a", "From ", ".", "..", " ", "\t", "=", "=3D", "==", "ü", "✓", "😀", "\x00", "\x85", "\u2028"),
+        *("\x0b", "\x0c", "\x1c", "\r", "\n", "\r\n", "\n\r", "\n\n", "x" * 200, "y" * 999, "é" * 500),
+        *("--===============0000000000000000000==", "<p>", "&amp;", "line\n" * 12, "\ud800"),
+    ]
+)
+_BODIES = st.one_of(
+    st.none(),
+    st.text(max_size=40),
+    st.lists(_BODY_PIECES, max_size=40).map("".join),
+    st.lists(st.one_of(_BODY_PIECES, st.text(max_size=5)), max_size=25).map("".join),
+)
+
+
+def stdlib_bytes(built: Mime, text: str, html: str | None, boundary: str, linesep: str) -> bytes:
+    """The message as the email package alone writes it, with ``built``'s own top-level headers."""
+    reference = MimeMessage(policy=built.head.policy)
+    for name, value in built.head.raw_items():
+        reference[name] = value  # the same header objects, Date included
+    reference.set_content(text, subtype="plain", charset="utf-8")
+    if html:
+        reference.make_alternative(boundary=boundary)
+        reference.add_alternative(html, subtype="html", charset="utf-8")
+    return reference.as_bytes(policy=reference.policy.clone(linesep=linesep))
+
+
+_BOUNDARY_PARAM = re.compile(rb'boundary="(={15}\d+==)"')
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    text=_BODIES,
+    html=_BODIES,
+    eight_bit=st.booleans(),
+    utf8=st.booleans(),
+    linesep=st.sampled_from(["\n", "\r\n"]),  # the outbox's and SMTP's
+)
+def test_the_mime_part_is_the_content_managers(
+    text: str | None, html: str | None, eight_bit: bool, utf8: bool, linesep: str
+) -> None:
+    message = mail("bodies", from_name="Zoë", text=text, html=html)
+    try:
+        built = build_mime(message, eight_bit=eight_bit, utf8=utf8)
+    except UnicodeEncodeError:
+        # A lone surrogate: the content manager refuses the body too, as build_mime did before.
+        with pytest.raises(UnicodeEncodeError):
+            stdlib_bytes(build_mime(mail("bodies")), text or "", html, "b", linesep)
+        return
+    data = built.as_bytes(linesep=linesep)
+    found = _BOUNDARY_PARAM.search(data)
+    boundary = found.group(1).decode() if found else ""
+    assert bool(found) == bool(html)
+    assert data == stdlib_bytes(built, text or "", html, boundary, linesep)

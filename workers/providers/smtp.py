@@ -237,13 +237,12 @@ class SmtpProvider:
             mime = build_mime(message, domain=self._domain, eight_bit=eight_bit, utf8=utf8)
             # CRLF line ends: smtplib fixes bare LFs in str messages but sends bytes verbatim, and a
             # server reads an LF-only message as one over-long line.
-            payload = mime.as_bytes(policy=mime.policy.clone(linesep="\r\n"))
+            payload = mime.as_bytes(linesep="\r\n")
         except (ValueError, TypeError) as exc:
             raise GiveUp(
                 f"smtp: message cannot be encoded ({redact(str(exc))})", provider=NAME, code="encoding"
             ) from None
-        message_id = mime["Message-ID"]
-        return _Envelope(payload, tuple(options), str(message_id) if message_id else None)
+        return _Envelope(payload, tuple(options), mime.message_id)
 
     def _exchange(self, conn: smtplib.SMTP, message: EmailMessage, envelope: _Envelope) -> None:
         """One MAIL/RCPT/DATA transaction, its failures mapped onto our errors (or ``_Dropped``)."""
