@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine
 
 # The service addresses live with the benchmarks, which use them too; tests import them from here.
 from bench.services import POSTGRES_ADMIN_URL as POSTGRES_ADMIN_URL
@@ -139,6 +140,15 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 # The local Mandrill and Twilio servers, for every suite that drives a provider over HTTP.
+@pytest.fixture
+def migrated_engine(database_url: str) -> Iterator[Engine]:
+    """An engine on each supported database, migrated to the newest revision."""
+    engine = make_engine(database_url)
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
 @pytest.fixture
 def mandrill_server() -> Iterator[MandrillServer]:
     with MandrillServer(api_keys={"test-key"}) as server:

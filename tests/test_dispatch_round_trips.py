@@ -7,7 +7,6 @@ COMMIT are not statements there, so the counts are the ledger's own writes and r
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -19,8 +18,7 @@ from sqlalchemy import Engine, event, update
 from tests.factories import basic_email, mention, parsed, sms
 from workers.compose import Composer
 from workers.dispatch import Dispatcher, NullObserver
-from workers.ledger import Ledger, make_engine
-from workers.ledger.migrate import upgrade
+from workers.ledger import Ledger
 from workers.ledger.models import Notification
 from workers.ledger.queries import get_notification
 from workers.ledger.receipts import ReceiptBook
@@ -48,11 +46,8 @@ class Counting(NullObserver):
 
 
 @pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = make_engine(database_url)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
+def engine(migrated_engine: Engine) -> Engine:
+    return migrated_engine
 
 
 def keyed(engine: Engine) -> Ledger:

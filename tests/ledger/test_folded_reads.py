@@ -4,7 +4,6 @@ key kept at intake, the suppression list's answer in the claim, waiting receipts
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,8 +12,7 @@ from sqlalchemy import Engine, select
 from tests.clock import Clock
 from tests.factories import basic_email, mention, parsed, sms
 from workers.errors import RetryLater
-from workers.ledger import FastPath, Ledger, SentWrite, make_engine
-from workers.ledger.migrate import upgrade
+from workers.ledger import FastPath, Ledger, SentWrite
 from workers.ledger.models import Notification
 from workers.ledger.receipts import ReceiptBook
 from workers.ledger.suppressions import Suppressions
@@ -31,11 +29,8 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = make_engine(database_url)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
+def engine(migrated_engine: Engine) -> Engine:
+    return migrated_engine
 
 
 @pytest.fixture(params=sorted(PATHS))
