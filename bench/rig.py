@@ -125,7 +125,37 @@ class FakeServer:
         self._control("reply-delay", {"seconds": seconds})
 
 
-class Providers:
+class _Arrivals:
+    """What a benchmark reads of a destination: when each notification id first arrived there."""
+
+    def __init__(self) -> None:
+        self._arrivals: dict[str, float] = {}
+
+    def _poll(self) -> None:
+        raise NotImplementedError
+
+    def delivered(self) -> int:
+        self._poll()
+        return len(self._arrivals)
+
+    def arrivals(self) -> dict[str, float]:
+        self._poll()
+        return dict(self._arrivals)
+
+    def wait_for(self, ids: Sequence[str], *, timeout: float, alive: Callable[[], bool]) -> float | None:
+        """Wait until every id has arrived; the arrival time of the last one, None on timeout."""
+        wanted = set(ids)
+        deadline = time.monotonic() + timeout
+        while True:
+            self._poll()
+            if not wanted - self._arrivals.keys():
+                return max(self._arrivals[i] for i in wanted)
+            if time.monotonic() > deadline or not alive():
+                return None
+            time.sleep(0.2)
+
+
+class Providers(_Arrivals):
     """Both local providers, answering at once or after ``delay`` seconds; arrival times of sends.
 
     An accepted send's arrival is the server's own clock at the request, by the notification id in
@@ -137,7 +167,7 @@ class Providers:
         self.delay = delay
         self._patterns = ((self.mandrill, _MANDRILL_ID), (self.twilio, _TWILIO_ID))
         self._seen = {id(self.mandrill): 0, id(self.twilio): 0}
-        self._arrivals: dict[str, float] = {}  # the first acceptance of each id
+        super().__init__()  # arrivals: the first acceptance of each id
         self._accepted: collections.Counter[str] = collections.Counter()  # every acceptance
 
     def __enter__(self) -> Providers:
@@ -173,41 +203,21 @@ class Providers:
                     self._arrivals.setdefault(found.group(1), float(item["at"]))
                     self._accepted[found.group(1)] += 1
 
-    def delivered(self) -> int:
-        self._poll()
-        return len(self._arrivals)
-
-    def arrivals(self) -> dict[str, float]:
-        self._poll()
-        return dict(self._arrivals)
-
     def acceptances(self) -> collections.Counter[str]:
         """How many times a provider accepted each id: the ground truth of what was sent."""
         self._poll()
         return collections.Counter(self._accepted)
 
-    def wait_for(self, ids: Sequence[str], *, timeout: float, alive: Callable[[], bool]) -> float | None:
-        """Wait until every id has arrived; the arrival time of the last one, None on timeout."""
-        wanted = set(ids)
-        deadline = time.monotonic() + timeout
-        while True:
-            self._poll()
-            if not wanted - self._arrivals.keys():
-                return max(self._arrivals[i] for i in wanted)
-            if time.monotonic() > deadline or not alive():
-                return None
-            time.sleep(0.2)
 
-
-class Outbox:
+class Outbox(_Arrivals):
     """The outbox providers as the worker's destination: arrival times of sends are the files' times.
 
     Same reading interface as ``Providers``; the worker writes ``email/<id>.eml`` and
     ``sms/<id>.json`` (bench ids are UUIDs, so the file name is the id)."""
 
     def __init__(self, folder: Path) -> None:
+        super().__init__()
         self.folder = folder
-        self._arrivals: dict[str, float] = {}
 
     def __enter__(self) -> Outbox:
         return self
@@ -230,26 +240,6 @@ class Outbox:
                     if dot and not name.startswith(".") and name not in self._arrivals:
                         with contextlib.suppress(FileNotFoundError):
                             self._arrivals[name] = entry.stat().st_mtime
-
-    def delivered(self) -> int:
-        self._poll()
-        return len(self._arrivals)
-
-    def arrivals(self) -> dict[str, float]:
-        self._poll()
-        return dict(self._arrivals)
-
-    def wait_for(self, ids: Sequence[str], *, timeout: float, alive: Callable[[], bool]) -> float | None:
-        """Wait until every id has arrived; the arrival time of the last one, None on timeout."""
-        wanted = set(ids)
-        deadline = time.monotonic() + timeout
-        while True:
-            self._poll()
-            if not wanted - self._arrivals.keys():
-                return max(self._arrivals[i] for i in wanted)
-            if time.monotonic() > deadline or not alive():
-                return None
-            time.sleep(0.2)
 
 
 # --- ledgers -------------------------------------------------------------------------------------

@@ -787,24 +787,22 @@ class Dispatcher:
         )
 
     def _send(self, claim: Claim, timer: _Timer) -> Receipt:
+        send: Callable[[], Receipt]
         if claim.channel is Channel.SMS:
             sms = self.composer.sms(claim.notification_id, claim.payload)
-            self._check_list(claim, Channel.SMS, sms.to_number)
-            with timer, provider_span(self.sms.name):
-                try:
-                    return self.sms.send_sms(sms)
-                except GiveUp as exc:
-                    if exc.suppress is not None:
-                        self._suppress_refused(claim, Channel.SMS, sms.to_number, exc.suppress, exc)
-                    raise
-        email = self.composer.email(claim.notification_id, claim.event_type, claim.payload)
-        self._check_list(claim, Channel.EMAIL, email.to_address)
-        with timer, provider_span(self.email.name):
+            recipient, provider = sms.to_number, self.sms.name
+            send = partial(self.sms.send_sms, sms)
+        else:
+            email = self.composer.email(claim.notification_id, claim.event_type, claim.payload)
+            recipient, provider = email.to_address, self.email.name
+            send = partial(self.email.send_email, email)
+        self._check_list(claim, claim.channel, recipient)
+        with timer, provider_span(provider):
             try:
-                return self.email.send_email(email)
+                return send()
             except GiveUp as exc:
                 if exc.suppress is not None:
-                    self._suppress_refused(claim, Channel.EMAIL, email.to_address, exc.suppress, exc)
+                    self._suppress_refused(claim, claim.channel, recipient, exc.suppress, exc)
                 raise
 
     def _suppress_refused(

@@ -118,8 +118,13 @@ def transition(
             **{column: _value(column, change) for column, change in changes.items()},
         )
     )
-    columns = [_n[item] if isinstance(item, str) else item for item in returning]
+    columns = row_columns(returning)
     return stmt.returning(*columns) if columns else stmt
+
+
+def row_columns(items: Sequence[str | ColumnElement[Any]]) -> list[ColumnElement[Any]]:
+    """Columns of ``notifications`` by name, and expressions over its row, as one list."""
+    return [_n[item] if isinstance(item, str) else item for item in items]
 
 
 # Read in the claim's own statement, so the check before a send costs no round trip of its own:

@@ -205,7 +205,7 @@ CLAIM = _edge(
     returning=CLAIM_COLUMNS,
 )
 # The claim's answer again, read from a row still `sending` under the token that claimed it.
-OWN_CLAIM: Select[Any] = select(*(_n[c] if isinstance(c, str) else c for c in CLAIM_COLUMNS)).where(
+OWN_CLAIM: Select[Any] = select(*statements.row_columns(CLAIM_COLUMNS)).where(
     BY_ID, _n.status == Status.SENDING.value, BY_CLAIM
 )
 QUEUE = _edge(states.sources(Status.QUEUED), Status.QUEUED)
@@ -361,7 +361,9 @@ class Ledger:
         initial = Status.QUEUED if queued else Status.ACCEPTED
         rows: dict[str, dict[str, Any]] = {}
         for event in events:
-            rows.setdefault(event.notification_id, self._row(event, initial, now))
+            # Only an id's first occurrence is built: a row costs a digest and a keyed hash.
+            if event.notification_id not in rows:
+                rows[event.notification_id] = self._row(event, initial, now)
         values = list(rows.values())
         with self._single.connect() as conn:
             if FastPath.BATCH in self._fast:
