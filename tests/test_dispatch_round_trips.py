@@ -1,8 +1,8 @@
 """What one delivery asks of the database, on SQLite and PostgreSQL: the suppression list's answer
 comes with the claim, and the look for receipts that beat the send comes with the `sent` write.
 
-Statements are counted as the driver sees them (SQLAlchemy's ``before_cursor_execute``); BEGIN and
-COMMIT are not statements there, so the counts are the ledger's own writes and reads.
+Statements are counted as the driver sees them (``tests.driver_log``); BEGIN and COMMIT are not
+statements there, so the counts are the ledger's own writes and reads.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from typing import Literal
 
 import pytest
 import structlog
-from sqlalchemy import Engine, event, update
+from sqlalchemy import Engine, update
 
+from tests.driver_log import driver_statements
 from tests.factories import basic_email, mention, parsed, sms
 from workers.compose import Composer
 from workers.dispatch import Dispatcher, NullObserver
@@ -80,13 +81,7 @@ def suppress(engine: Engine, channel: Channel, recipient: str, reason: Suppressi
 
 def statements_run(engine: Engine) -> list[str]:
     """Every statement sent to the database from now on, whitespace folded."""
-    seen: list[str] = []
-
-    def note(_conn: object, _cursor: object, statement: str, *_: object) -> None:
-        seen.append(" ".join(statement.split()))
-
-    event.listen(engine, "before_cursor_execute", note)
-    return seen
+    return driver_statements(engine)
 
 
 def per_delivery(engine: Engine) -> int:

@@ -18,9 +18,10 @@ from kombu.connection import Connection
 from kombu.entity import Exchange, Queue
 from kombu.message import Message
 from kombu.messaging import Consumer, Producer
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine
 from structlog.testing import capture_logs
 
+from tests.driver_log import driver_statements
 from tests.factories import basic_email, parsed, sms
 from tests.test_dispatch import ScriptedProvider, make
 from workers.dispatch import MAX_LOG_BAGGAGE_CHARS, MAX_LOG_BAGGAGE_ITEMS, Dispatcher, Intake, correlation
@@ -245,16 +246,8 @@ class Soon:
             fun()
 
 
-def inserts_into_notifications(ledger: Ledger) -> list[int]:
-    """Counts INSERT statements on the notifications table, as the database driver sees them."""
-    seen: list[int] = []
-
-    def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
-        if statement.lstrip().upper().startswith("INSERT INTO NOTIFICATIONS"):
-            seen.append(1)
-
-    event.listen(ledger.engine, "before_cursor_execute", count)
-    return seen
+def inserts_into_notifications(statements: list[str]) -> int:
+    return sum(1 for statement in statements if statement.upper().startswith("INSERT INTO NOTIFICATIONS"))
 
 
 def test_a_batch_waits_for_its_flush_then_shares_one_ledger_write(ledger: Ledger) -> None:
@@ -265,7 +258,8 @@ def test_a_batch_waits_for_its_flush_then_shares_one_ledger_write(ledger: Ledger
     )
     bus = Bus(handler)
     events = [sms(), basic_email(), sms()]
-    inserts = inserts_into_notifications(ledger)
+    # As the database driver sees them.
+    statements = driver_statements(ledger.engine)
     try:
         with capture_logs():
             for payload in events:
@@ -281,7 +275,7 @@ def test_a_batch_waits_for_its_flush_then_shares_one_ledger_write(ledger: Ledger
         assert queued == [e["core"]["id"] for e in events]
         assert (handler.counts[Intake.ACCEPTED], handler.counts[Intake.REJECTED]) == (3, 1)
         # One INSERT for the three valid events; the rejected one is recorded on its own.
-        assert len(inserts) == 2
+        assert inserts_into_notifications(statements) == 2
     finally:
         bus.close()
 

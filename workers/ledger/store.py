@@ -17,12 +17,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, CursorResult, Engine, Row, Select, Update, select
+from sqlalchemy import ColumnElement, Connection, CursorResult, Engine, Select, Update, select
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from workers.errors import LedgerUnavailable
 from workers.events import ParsedEvent
 from workers.ledger import statements, states
+from workers.ledger.driver import DriverStatement
 from workers.ledger.statements import BY_CLAIM, BY_ID, HAS_PAYLOAD, IDLE, NOTIFICATIONS, Change, Value
 from workers.ledger.states import DiscardResult, ResendResult, explain_resend
 from workers.messages import Channel, Receipt, Status
@@ -313,7 +314,8 @@ class Ledger:
         self._single = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._insert = statements.insert_ignoring_duplicates(self._dialect)
         self._built: dict[Transition, Update] = {}
-        self._one_trip: dict[Transition, Select[Any]] = {}
+        self._one_trip: dict[Transition, DriverStatement] = {}
+        self._batches: dict[tuple[str, ...], DriverStatement] = {}
 
     def _statement(self, move: Transition) -> Update:
         stmt = self._built.get(move)
@@ -321,16 +323,25 @@ class Ledger:
             stmt = self._built[move] = move.statement()
         return stmt
 
-    def _with_attempt(self, move: Transition) -> Select[Any]:
-        """``move`` and its attempt's write as one statement (``FastPath.CLAIM`` and ``OUTCOME``)."""
+    def _with_attempt(self, move: Transition) -> DriverStatement:
+        """``move`` and its attempt's write as one statement (``FastPath.CLAIM`` and ``OUTCOME``),
+        run on the driver's connection (``driver.DriverStatement``)."""
         stmt = self._one_trip.get(move)
         if stmt is None:
             built = self._statement(move)
-            stmt = self._one_trip[move] = (
+            one_trip = (
                 statements.claim_starting_attempt(built)
                 if move is CLAIM
                 else statements.move_finishing_attempt(built)
             )
+            stmt = self._one_trip[move] = DriverStatement(self.engine, one_trip)
+        return stmt
+
+    def _batch_insert(self, columns: tuple[str, ...]) -> DriverStatement:
+        stmt = self._batches.get(columns)
+        if stmt is None:
+            built = statements.insert_json_batch(columns)
+            stmt = self._batches[columns] = DriverStatement(self.engine, built)
         return stmt
 
     def _move(self, conn: Connection, move: Transition, params: Mapping[str, object]) -> CursorResult[Any]:
@@ -365,12 +376,11 @@ class Ledger:
             if event.notification_id not in rows:
                 rows[event.notification_id] = self._row(event, initial, now)
         values = list(rows.values())
-        with self._single.connect() as conn:
-            if FastPath.BATCH in self._fast:
-                batch = json.dumps(values, default=_json_value, ensure_ascii=False)
-                stmt = statements.insert_json_batch(tuple(values[0]))
-                created = set(conn.execute(stmt, {"rows": batch}).scalars())
-            else:
+        if FastPath.BATCH in self._fast:
+            batch = json.dumps(values, default=_json_value, ensure_ascii=False)
+            created = {row[0] for row in self._batch_insert(tuple(values[0])).run({"rows": batch})}
+        else:
+            with self._single.connect() as conn:
                 # A list of parameter sets with RETURNING: SQLAlchemy sends one multi-VALUES INSERT.
                 created = {row.id for row in conn.execute(self._insert, values)}
         existing = self._existing([i for i in rows if i not in created]) if len(created) < len(rows) else {}
@@ -516,8 +526,8 @@ class Ledger:
     def _claim(self, notification_id: str, token: str) -> Claim | None:
         params = {"b_id": notification_id, "b_token": token, "b_now": self.clock()}
         if FastPath.CLAIM in self._fast:
-            with self._single.connect() as conn:
-                row = conn.execute(self._with_attempt(CLAIM), params).one_or_none()
+            # The primary key names one row at most.
+            row = next(iter(self._with_attempt(CLAIM).run(params)), None)
         else:
             with self.engine.begin() as conn:
                 row = self._move(conn, CLAIM, params).one_or_none()
@@ -534,7 +544,7 @@ class Ledger:
         outcome: str,
         provider: str | None,
         error: BaseException | Reason | None,
-    ) -> Row[Any] | None:
+    ) -> Any:
         """One outcome's write: what ``move`` returns of the row it moved, None when it did not move it.
 
         ``LedgerUnavailable`` when the database is away, so it can be retried.
@@ -550,9 +560,7 @@ class Ledger:
         }
         with away_is_retryable(f"{move.target.value} of {claim.notification_id}"):
             if FastPath.OUTCOME in self._fast:
-                with self._single.connect() as conn:
-                    stmt = self._with_attempt(move)
-                    return conn.execute(stmt, {**params, "b_outcome": outcome}).first()
+                return next(iter(self._with_attempt(move).run({**params, "b_outcome": outcome})), None)
             with self.engine.begin() as conn:
                 moved = conn.execute(self._statement(move), params).first()
                 late = outcome if moved is not None else f"{outcome} (late)"
