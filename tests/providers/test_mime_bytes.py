@@ -185,8 +185,19 @@ def test_every_pinned_file_has_its_case() -> None:
 
 def test_a_display_name_too_long_for_one_line_is_still_refused() -> None:
     # 998 characters is the line limit; a folded From would lose the quotes of its name (mime.py).
-    with pytest.raises(ValueError, match="From header would not read back as one mailbox"):
-        build_mime(mail("too-long", from_name="security@bank.example " + "x" * 1000))
+    # Refused every time: the sender's header is kept once made, and a refused one never is.
+    for _ in range(2):
+        with pytest.raises(ValueError, match="From header would not read back as one mailbox"):
+            build_mime(mail("too-long", from_name="security@bank.example " + "x" * 1000))
+
+
+def test_a_kept_sender_header_is_written_as_the_email_package_writes_it() -> None:
+    # The second message reuses the sender's header and its folded form; both read as written.
+    for name in ("first", "second"):
+        built = build_mime(mail(name, from_name="Zoë, Alerts <ops>"), utf8=False)
+        for linesep in ("\n", "\r\n"):
+            reference = built.head.as_bytes(policy=built.head.policy.clone(linesep=linesep))
+            assert built.as_bytes(linesep=linesep).startswith(reference[: -len(linesep)])
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["--write"]:
