@@ -18,11 +18,14 @@ from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, PoolProxiedConnection
 from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
+
+# The key of a connection's kept cursor in the pool's per-connection ``info``.
+_CURSOR = "workers.ledger.driver.cursor"
 
 
 class DriverStatement:
@@ -32,7 +35,7 @@ class DriverStatement:
     compilation; the caller's parameters fill in, or override, the rest by name.
     """
 
-    def __init__(self, engine: Engine, statement: Executable) -> None:
+    def __init__(self, engine: Engine, statement: Executable, *, rows: bool = True) -> None:
         if not isinstance(statement, ClauseElement):
             raise TypeError(f"{type(statement).__name__} is not a compilable statement")
         dialect = engine.dialect
@@ -42,6 +45,9 @@ class DriverStatement:
             # Those rewrite the SQL on every execution; statements.status_in avoids them.
             raise ValueError("a driver statement cannot take an expanding or literal parameter")
         self._engine = engine
+        # Whether it answers with rows (RETURNING, SELECT): known here, so no run asks the cursor
+        # for its description, which the driver builds anew on every call.
+        self._rows = rows
         self._sql = str(compiled)
         self._defaults: dict[str, Any] = dict(compiled.params)
         self._bind: dict[str, Callable[[Any], Any]] = {}
@@ -72,7 +78,7 @@ class DriverStatement:
             raise self._wrapped(exc, invalidated=False) from exc
         conn: Any = proxied.driver_connection
         try:
-            rows = self._execute(conn, values)
+            rows = self._execute(conn, self._cursor(proxied, conn), values)
         except self._dbapi_error as exc:
             # A connection left in autocommit must not go back to the pool either: a transaction on
             # it would commit each of its statements on its own.
@@ -88,17 +94,22 @@ class DriverStatement:
             proxied.close()
         return [self._shaped(row) for row in rows]
 
-    def _execute(self, conn: Any, values: Mapping[str, Any]) -> list[Sequence[Any]]:
+    @staticmethod
+    def _cursor(proxied: PoolProxiedConnection, conn: Any) -> Any:
+        """The connection's own cursor for driver statements, made on its first one and kept with it
+        in the pool's record of the connection (a new connection gets a new one)."""
+        kept = proxied.info.get(_CURSOR)
+        if kept is None or kept[0] is not conn:
+            kept = proxied.info[_CURSOR] = (conn, conn.cursor())
+        return kept[1]
+
+    def _execute(self, conn: Any, cursor: Any, values: Mapping[str, Any]) -> list[Sequence[Any]]:
         # Autocommit for this one statement: a single statement is its own transaction, so no
         # BEGIN and COMMIT round trips. Switched back before the connection returns to the pool.
         conn.autocommit = True
         try:
-            cursor = conn.cursor()
-            try:
-                cursor.execute(self._sql, values)
-                return list(cursor.fetchall()) if cursor.description is not None else []
-            finally:
-                cursor.close()
+            cursor.execute(self._sql, values)
+            return list(cursor.fetchall()) if self._rows else []
         finally:
             conn.autocommit = False
 
