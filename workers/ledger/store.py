@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, CursorResult, Engine, Select, Update, select
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from workers import jsoncodec
 from workers.errors import LedgerUnavailable
 from workers.events import ParsedEvent
 from workers.ledger import statements, states
@@ -377,7 +378,7 @@ class Ledger:
                 rows[event.notification_id] = self._row(event, initial, now)
         values = list(rows.values())
         if FastPath.BATCH in self._fast:
-            batch = json.dumps(values, default=_json_value, ensure_ascii=False)
+            batch = jsoncodec.dumps(values, default=_json_value)
             created = {row[0] for row in self._batch_insert(tuple(values[0])).run({"rows": batch})}
         else:
             with self._single.connect() as conn:
