@@ -139,16 +139,26 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return str(request.getfixturevalue("postgres_url"))
 
 
-# The local Mandrill and Twilio servers, for every suite that drives a provider over HTTP.
-@pytest.fixture
-def migrated_engine(database_url: str) -> Iterator[Engine]:
-    """An engine on each supported database, migrated to the newest revision."""
-    engine = make_engine(database_url)
+def _migrated(url: str) -> Iterator[Engine]:
+    engine = make_engine(url)
     upgrade(engine)
     yield engine
     engine.dispose()
 
 
+@pytest.fixture
+def migrated_engine(database_url: str) -> Iterator[Engine]:
+    """An engine on each supported database, migrated to the newest revision."""
+    yield from _migrated(database_url)
+
+
+@pytest.fixture
+def postgres_engine(postgres_url: str) -> Iterator[Engine]:
+    """An engine on a fresh PostgreSQL database, migrated to the newest revision."""
+    yield from _migrated(postgres_url)
+
+
+# The local Mandrill and Twilio servers, for every suite that drives a provider over HTTP.
 @pytest.fixture
 def mandrill_server() -> Iterator[MandrillServer]:
     with MandrillServer(api_keys={"test-key"}) as server:

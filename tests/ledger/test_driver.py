@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -11,18 +10,14 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from workers.ledger import make_engine
 from workers.ledger.driver import DriverStatement
-from workers.ledger.migrate import upgrade
 from workers.ledger.statements import NOTIFICATIONS, param
 
 pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
-def engine(postgres_url: str) -> Iterator[Engine]:
-    engine = make_engine(postgres_url)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
+def engine(postgres_engine: Engine) -> Engine:
+    return postgres_engine
 
 
 def _now_back(engine: Engine) -> DriverStatement:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -10,8 +9,7 @@ from sqlalchemy import Engine
 
 from tests.factories import basic_email, parsed, sms
 from workers.errors import GiveUp, RetryLater
-from workers.ledger import FastPath, Ledger, get_notification, make_engine
-from workers.ledger.migrate import upgrade
+from workers.ledger import FastPath, Ledger, get_notification
 from workers.messages import Receipt, Status
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -19,11 +17,8 @@ SUBSETS = [frozenset(), *(frozenset({path}) for path in FastPath), frozenset(Fas
 
 
 @pytest.fixture
-def engine(postgres_url: str) -> Iterator[Engine]:
-    engine = make_engine(postgres_url)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
+def engine(postgres_engine: Engine) -> Engine:
+    return postgres_engine
 
 
 @pytest.mark.postgres
