@@ -31,5 +31,14 @@ def dumps(value: Any, *, default: Callable[[Any], Any] | None = None) -> str:
 
 
 def render(value: Any, **kwargs: Any) -> str:
-    """A serializer for structlog's JSONRenderer, which passes ``default``."""
-    return dumps(value, default=kwargs.get("default"))
+    """A serializer for structlog's JSONRenderer (which passes ``default``) whose lines stay ASCII.
+
+    A log line is read in terminals and viewers: a line separator (U+2028) or a bidirectional
+    control (U+202E) from an event's field must arrive escaped, as json.dumps writes them by
+    default, never raw. orjson writes them raw, so a line that is not all ASCII is written by json.
+    """
+    default = kwargs.get("default")
+    text = dumps(value, default=default)
+    if text.isascii():
+        return text
+    return json.dumps(value, separators=(",", ":"), default=default)

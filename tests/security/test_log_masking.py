@@ -104,3 +104,32 @@ def test_through_the_configured_pipeline(json_logs: pytest.CaptureFixture[str]) 
     for leaked in ("brien", "ana!", "weird}", "planted-secret-value"):
         assert leaked not in text
     assert text.count(task_id) == 3
+
+
+@pytest.mark.parametrize(
+    "planted",
+    ["\u2028", "\u2029", "\u202e", "\u0085", "\x1b[31m", "\r\n", "\ud800", "ok é ü 例"],
+    ids=[
+        "line-separator",
+        "paragraph-separator",
+        "bidi-override",
+        "nel",
+        "ansi",
+        "crlf",
+        "surrogate",
+        "text",
+    ],
+)
+def test_a_field_never_puts_a_raw_control_or_line_break_into_the_json_line(
+    json_logs: pytest.CaptureFixture[str], planted: str
+) -> None:
+    """Each line is one line of ASCII: what a field holds arrives escaped (and reads back whole)."""
+    logs.configure(level="INFO", fmt="json")
+    structlog.get_logger("workers").info("event.rejected", field=f"a{planted}b", n=2**70)
+    logging.getLogger("celery.worker").info("received %s", f"c{planted}d")
+    lines = json_logs.readouterr().err.splitlines()
+    assert len(lines) == 2
+    for line in lines:
+        assert line.isascii() and line.isprintable()
+    ours, celery = (json.loads(line) for line in lines)
+    assert (ours["field"], ours["n"], celery["event"]) == (f"a{planted}b", 2**70, f"received c{planted}d")
