@@ -10,7 +10,6 @@ from typing import Any
 
 import structlog
 
-from workers import jsoncodec
 from workers.settings import scrub
 
 # Anything the intake accepts as an address (RFC 5322 dot-atom local part, IDN domain) and more:
@@ -130,9 +129,7 @@ def configure(*, level: str | int = "INFO", fmt: str = "auto", secrets: tuple[st
         Redactor(secrets),
     ]
     renderer: Any = (
-        structlog.dev.ConsoleRenderer(colors=False)
-        if use_console
-        else structlog.processors.JSONRenderer(serializer=jsoncodec.render)
+        structlog.dev.ConsoleRenderer(colors=False) if use_console else structlog.processors.JSONRenderer()
     )
     structlog.configure(
         # The level check first: a call below the level (the providers' debug lines, once per send)

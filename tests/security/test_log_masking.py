@@ -123,7 +123,8 @@ def test_through_the_configured_pipeline(json_logs: pytest.CaptureFixture[str]) 
 def test_a_field_never_puts_a_raw_control_or_line_break_into_the_json_line(
     json_logs: pytest.CaptureFixture[str], planted: str
 ) -> None:
-    """Each line is one line of ASCII: what a field holds arrives escaped (and reads back whole)."""
+    """Each line is one line of ASCII: what a field holds arrives escaped (and reads back whole), as
+    json.dumps writes it; a faster serializer that writes non-ASCII raw must not slip in."""
     logs.configure(level="INFO", fmt="json")
     structlog.get_logger("workers").info("event.rejected", field=f"a{planted}b", n=2**70)
     logging.getLogger("celery.worker").info("received %s", f"c{planted}d")
