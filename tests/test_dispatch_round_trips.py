@@ -79,11 +79,6 @@ def suppress(engine: Engine, channel: Channel, recipient: str, reason: Suppressi
     Suppressions(engine).add(channel, recipient_key(channel, recipient, KEY), reason, source="test")
 
 
-def statements_run(engine: Engine) -> list[str]:
-    """Every statement sent to the database from now on, whitespace folded."""
-    return driver_statements(engine)
-
-
 def per_delivery(engine: Engine) -> int:
     """A claim and one outcome: one statement each on PostgreSQL's fast paths; on SQLite each is
     the row's write and its attempt's."""
@@ -123,7 +118,7 @@ def test_a_suppressed_recipient_is_found_by_the_claim_with_no_statement_of_its_o
     other = parsed(basic_email(to_address="someone.else@example.org"))
     listed = parsed(basic_email())
     dispatcher.accept_many([listed, other])
-    seen = statements_run(engine)
+    seen = driver_statements(engine)
     outcome = dispatcher.deliver(listed.notification_id)
     assert outcome.status is Status.FAILED and outcome.reason == "suppressed: hard_bounce"
     assert len(seen) == per_delivery(engine)
@@ -145,7 +140,7 @@ def test_a_row_without_a_recipient_key_is_looked_up_apart(engine: Engine, tmp_pa
     with engine.connect() as conn:
         keys = conn.execute(Notification.__table__.select().with_only_columns(Notification.recipient_key))
         assert [row.recipient_key for row in keys] == [None, None]
-    seen = statements_run(engine)
+    seen = driver_statements(engine)
     assert dispatcher.deliver(stopped.notification_id).status is Status.FAILED
     assert len([s for s in seen if s.startswith(LIST_LOOKUP)]) == 1
     assert len(seen) == per_delivery(engine) + 1
@@ -160,7 +155,7 @@ def test_a_row_whose_key_was_cleared_falls_back_too(engine: Engine, tmp_path: Pa
     dispatcher.accept(listed)
     with engine.begin() as conn:
         conn.execute(update(Notification).values(recipient_key=None))
-    seen = statements_run(engine)
+    seen = driver_statements(engine)
     outcome = dispatcher.deliver(listed.notification_id)
     assert outcome.status is Status.FAILED and outcome.reason == "suppressed: complaint"
     assert len([s for s in seen if s.startswith(LIST_LOOKUP)]) == 1
@@ -173,7 +168,7 @@ def test_record_mode_sends_and_counts_what_the_claim_found(engine: Engine, tmp_p
     suppress(engine, Channel.SMS, "+14155550199", SuppressionReason.STOP)
     text = parsed(sms())
     dispatcher.accept(text)
-    seen = statements_run(engine)
+    seen = driver_statements(engine)
     with structlog.testing.capture_logs() as logs:
         assert dispatcher.deliver(text.notification_id).status is Status.SENT
     assert observer.suppressed_seen == [("sms", "record")]
@@ -188,7 +183,7 @@ def test_off_mode_sends_to_a_listed_recipient_without_a_lookup(engine: Engine, t
     suppress(engine, Channel.EMAIL, "person@example.org", SuppressionReason.MANUAL)
     listed = parsed(basic_email())
     dispatcher.accept(listed)
-    seen = statements_run(engine)
+    seen = driver_statements(engine)
     assert dispatcher.deliver(listed.notification_id).status is Status.SENT
     assert not [s for s in seen if s.startswith(LIST_LOOKUP)]
     assert observer.suppressed_seen == []
@@ -224,7 +219,7 @@ def test_no_look_for_waiting_receipts_when_none_wait(engine: Engine, tmp_path: P
     dispatcher = make(keyed(engine), tmp_path / "outbox")
     text = parsed(sms())
     dispatcher.accept(text)
-    seen = statements_run(engine)
+    seen = driver_statements(engine)
     outcome = dispatcher.deliver(text.notification_id)
     assert outcome.status is Status.SENT and not outcome.receipts_waiting
     assert not [s for s in seen if s.startswith(WAITING_LOOKUP)]

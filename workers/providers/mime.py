@@ -283,10 +283,8 @@ class Mime:
         assert isinstance(policy, EmailPolicy)  # build_mime's, from mime_policy
         if linesep != "\n":
             policy = _with_linesep(policy, linesep)
-        # The generator writes the headers and then the blank line that ends them; with no payload
-        # nothing follows, so the MIME lines go in place of that blank line.
-        # What the generator writes for a message without a payload (BytesGenerator._write_headers):
-        # each header as the policy folds it; the MIME lines then take the place of the blank line.
+        # What BytesGenerator._write_headers writes: each header as the policy folds it. The blank
+        # line that would end the headers is left out; the MIME lines go in its place.
         head = b"".join(_folded(policy, name, value) for name, value in self.head.raw_items())
         content = self.content if linesep == "\n" else self.content.replace("\n", linesep)
         return head + content.encode("ascii", "surrogateescape")
@@ -319,19 +317,16 @@ def build_mime(
     # Address objects, never formatted strings: the header is serialized from the parts, so a
     # display name holding quotes, commas, <...> or encoded words stays one quoted (or encoded)
     # phrase and can never add a mailbox.
-    sender = ascii_address(message.from_address)
-    mailboxes = {
-        "From": Address(display_name=message.from_name or "", username=sender.username, domain=sender.domain),
-        "To": ascii_address(message.to_address),
-    }
-    if message.reply_to:
-        mailboxes["Reply-To"] = ascii_address(message.reply_to)
-    mime["From"] = _sender_header(policy, "From", mailboxes["From"])
-    mime["To"] = mailboxes["To"]
+    mailbox = ascii_address(message.from_address)
+    sender = Address(display_name=message.from_name or "", username=mailbox.username, domain=mailbox.domain)
+    recipient = ascii_address(message.to_address)
+    mime["From"] = _sender_header(policy, "From", sender)
+    mime["To"] = recipient
     mime["Subject"] = message.subject
-    if "Reply-To" in mailboxes:
-        mime["Reply-To"] = _sender_header(policy, "Reply-To", mailboxes["Reply-To"])
-    if not _plainly_one_mailbox("To", mailboxes["To"]):
+    if message.reply_to:
+        mime["Reply-To"] = _sender_header(policy, "Reply-To", ascii_address(message.reply_to))
+    # The sender's headers were checked when made (_sender_header); the recipient's is new each time.
+    if not _plainly_one_mailbox("To", recipient):
         _one_mailbox(mime, "To")
     mime["Date"] = formatdate(usegmt=True)
     mime["Message-ID"] = message_id(message.notification_id, domain or sender_domain(message))
